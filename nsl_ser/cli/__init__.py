@@ -1,0 +1,38 @@
+"""``nsl-ser <command> [--flags]``: dispatches to one absl app per stage.
+
+Each command is a module ``nsl_ser.cli.<command>`` (dashes become
+underscores) defining its absl flags and ``main(argv)``. Only the chosen
+module is imported, so flags of different stages never collide.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "prepare": "corpus folder -> utterance TFRecords",
+    "run": "the whole pipeline in one command",
+}
+
+
+def _usage() -> str:
+  rows = "\n".join(f"  {k:<14} {v}" for k, v in COMMANDS.items())
+  return ("usage: nsl-ser <command> [--flags]   (nsl-ser <command> --help)\n\n"
+          f"commands:\n{rows}\n")
+
+
+def main(argv=None) -> None:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    sys.stdout.write(_usage())
+    sys.exit(0 if len(argv) >= 2 else 2)
+  command = argv[1]
+  if command not in COMMANDS:
+    sys.stderr.write(f"nsl-ser: unknown command {command!r}\n\n{_usage()}")
+    sys.exit(2)
+  module = importlib.import_module(f"nsl_ser.cli.{command.replace('-', '_')}")
+  from absl import app
+  sys.argv = [f"nsl-ser {command}"] + argv[2:]
+  app.run(module.main, argv=sys.argv)
+
+

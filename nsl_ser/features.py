@@ -1,0 +1,132 @@
+"""The shared audio front end: fixed-length waveform -> log-Mel features.
+
+One Keras layer, :class:`LogMel`, built from ``tf.signal`` so that training,
+evaluation and the exported phone models compute exactly the same thing.
+
+Length policy (:func:`fix_length`): clips longer than the window keep their
+centre ``clip_seconds``; shorter clips are zero-padded evenly on both sides.
+``nsl-ser predict`` instead cuts long files into overlapping windows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Dict
+
+import numpy as np
+
+from nsl_ser.compat import keras, tf
+
+
+@dataclasses.dataclass(frozen=True)
+class FrontEndConfig:
+  """Log-Mel front-end parameters (the defaults are the device contract)."""
+  sample_rate: int = 16000
+  clip_seconds: float = 3.0
+  window_ms: float = 25.0
+  hop_ms: float = 10.0
+  fft_length: int = 512
+  num_mel_bins: int = 40
+  lower_hz: float = 20.0
+  upper_hz: float = 7600.0
+  log_floor: float = 1e-6
+
+  @property
+  def clip_samples(self) -> int:
+    return int(round(self.sample_rate * self.clip_seconds))
+
+  @property
+  def frame_length(self) -> int:
+    return int(round(self.sample_rate * self.window_ms / 1000.0))
+
+  @property
+  def frame_step(self) -> int:
+    return int(round(self.sample_rate * self.hop_ms / 1000.0))
+
+  @property
+  def num_frames(self) -> int:
+    return 1 + (self.clip_samples - self.frame_length) // self.frame_step
+
+  @property
+  def feature_shape(self):
+    return (self.num_frames, self.num_mel_bins)
+
+  def to_dict(self) -> Dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: Dict[str, Any]) -> "FrontEndConfig":
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})
+
+  def to_json(self) -> str:
+    return json.dumps(self.to_dict(), sort_keys=True)
+
+
+def fix_length(waveform: tf.Tensor, length: int) -> tf.Tensor:
+  """Centre-crops or evenly zero-pads the last axis to ``length`` samples."""
+  waveform = tf.convert_to_tensor(waveform)
+  n = tf.shape(waveform)[-1]
+  start = tf.maximum((n - length) // 2, 0)
+  cropped = waveform[..., start:start + length]
+  missing = length - tf.shape(cropped)[-1]
+  left = missing // 2
+  paddings = tf.concat([tf.zeros([tf.rank(cropped) - 1, 2], tf.int32),
+                        [[left, missing - left]]], axis=0)
+  out = tf.pad(cropped, paddings)
+  return tf.ensure_shape(out, waveform.shape[:-1].concatenate([length]))
+
+
+def mel_matrix(config: FrontEndConfig) -> tf.Tensor:
+  """[fft_length // 2 + 1, num_mel_bins] HTK-Mel weights (no area norm)."""
+  return tf.signal.linear_to_mel_weight_matrix(
+      num_mel_bins=config.num_mel_bins,
+      num_spectrogram_bins=config.fft_length // 2 + 1,
+      sample_rate=config.sample_rate,
+      lower_edge_hertz=config.lower_hz,
+      upper_edge_hertz=config.upper_hz)
+
+
+class LogMel(keras.layers.Layer):
+  """[batch, samples] float waveform -> [batch, frames, mel_bins] log-Mel.
+
+  Hann window of ``window_ms``, hop ``hop_ms``, power spectrum of a
+  ``fft_length``-point FFT, HTK Mel filter bank, natural log with a floor.
+  """
+
+  def __init__(self, config: FrontEndConfig = FrontEndConfig(), **kwargs):
+    super().__init__(**kwargs)
+    self.config = config
+    self._mel = mel_matrix(config)
+
+  def call(self, waveform: tf.Tensor) -> tf.Tensor:
+    c = self.config
+    stft = tf.signal.stft(waveform, frame_length=c.frame_length,
+                          frame_step=c.frame_step, fft_length=c.fft_length,
+                          window_fn=tf.signal.hann_window, pad_end=False)
+    power = tf.square(tf.abs(stft))
+    mel = tf.tensordot(power, self._mel, axes=1)
+    mel.set_shape(power.shape[:-1].concatenate([c.num_mel_bins]))
+    return tf.math.log(mel + c.log_floor)
+
+  def compute_output_shape(self, input_shape):
+    return tf.TensorShape([input_shape[0], self.config.num_frames,
+                           self.config.num_mel_bins])
+
+  def get_config(self):
+    return {**super().get_config(), "config": self.config.to_dict()}
+
+  @classmethod
+  def from_config(cls, config):
+    fe = FrontEndConfig.from_dict(config.pop("config"))
+    return cls(fe, **config)
+
+
+def log_mel_numpy(waveform: np.ndarray,
+                  config: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
+  """Host-side features for one clip: fix length, then :class:`LogMel`.
+
+  This is the device contract for the feature-input (MCU / Edge TPU) models.
+  """
+  w = fix_length(tf.constant(waveform, tf.float32), config.clip_samples)
+  return LogMel(config)(w[tf.newaxis])[0].numpy()

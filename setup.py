@@ -1,0 +1,33 @@
+"""nsl-ser: small, fast speech-emotion recognition for phones, MCUs, Edge TPU."""
+from setuptools import find_packages, setup
+
+setup(
+    name="nsl-ser",
+    version="0.1.0",
+    description=("Speech emotion recognition with Neural Structured Learning, "
+                 "self-distillation and early exits, exported to TFLite."),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["nsl_ser", "nsl_ser.*"]),
+    package_data={"nsl_ser": ["splits/*.json"]},
+    install_requires=[
+        "tensorflow==2.21.0",
+        "tf-keras==2.21.0",
+        "neural-structured-learning==1.4.0",
+        "tensorflow-model-optimization==0.8.1",
+        "ai-edge-litert==2.3.0",
+        "tflite-micro==0.dev20261023182759",
+        "librosa==0.11.0",
+        "soundfile",
+        "soxr",
+        "numpy",
+        "absl-py==1.4.0",
+        "tqdm",
+        "matplotlib",
+        "scikit-learn",
+    ],
+    extras_require={"dev": ["pytest", "pytest-timeout"]},
+    entry_points={"console_scripts": ["nsl-ser=nsl_ser.cli:main"]},
+)

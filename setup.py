@@ -24,6 +24,7 @@ setup(
         "soxr",
         "numpy",
         "absl-py==1.4.0",
+        "tensorboard",
         "tqdm",
         "matplotlib",
         "scikit-learn",

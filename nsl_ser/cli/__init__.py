@@ -11,6 +11,10 @@ import sys
 
 COMMANDS = {
     "prepare": "corpus folder -> utterance TFRecords",
+    "train-source": "source CNN on the source corpus",
+    "embed": "source-model embeddings of target utterances",
+    "build-graph": "similarity graph over training utterances + packing",
+    "train-student": "graph-regularised student on target speech",
     "run": "the whole pipeline in one command",
 }
 

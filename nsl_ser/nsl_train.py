@@ -70,19 +70,21 @@ def train_classifier(train: data.Arrays, val: data.Arrays, num_classes: int,
                      cnn: models.CNNConfig, cfg: training.TrainConfig,
                      init_from: Optional[keras.Model] = None,
                      out_dir: Optional[str] = None,
-                     front_end: FrontEndConfig = FrontEndConfig()
+                     front_end: FrontEndConfig = FrontEndConfig(),
+                     strategy: Optional[tf.distribute.Strategy] = None
                      ) -> Tuple[keras.Model, Dict]:
   """A CNN on speech only; ``init_from`` transfers weights by layer name
   (classic transfer learning: every layer is then fine-tuned)."""
   training.set_seed(cfg.seed)
-  model = models.build_cnn(num_classes, cnn, front_end)
+  with (strategy or tf.distribute.get_strategy()).scope():
+    model = models.build_cnn(num_classes, cnn, front_end)
   if init_from is not None:
     models.transfer_weights(init_from, model)
   models.adapt_normalization(model, train.features)
   ds = data.train_dataset(train.features, train.labels, cfg.batch_size, cfg.seed)
   hist = training.fit(model, ds, lambda: model.predict(val.features, verbose=0),
                       val.labels, num_classes, cfg, out_dir,
-                      _weights(train.labels, num_classes, cfg))
+                      _weights(train.labels, num_classes, cfg), strategy)
   return model, hist
 
 

@@ -150,3 +150,43 @@ class SelfDistillationModel(keras.Model):
   def test_step(self, data):
     x, y, sw = keras.utils.unpack_x_y_sample_weight(data)
     return self._update(self._terms(x, y, sw, training=False))
+
+
+def train_exit_model(train_x, train_labels, val_features, val_labels,
+                     num_classes: int, cnn=None, cfg=None,
+                     distill: DistillConfig = DistillConfig(),
+                     init_from: Optional[keras.Model] = None,
+                     graph_reg: Optional[GraphRegParams] = None,
+                     regularize_all_exits: bool = False,
+                     out_dir: Optional[str] = None,
+                     strategy: Optional[tf.distribute.Strategy] = None):
+  """Builds the exit backbone, optionally transfers pretrained weights by
+  layer name, trains it with self-distillation (and the graph when
+  ``train_x`` is a packed dict and ``graph_reg`` is set).
+
+  Returns (exit model with outputs exit_1..exit_K, distillation model,
+  history).
+  """
+  import numpy as np
+  from nsl_ser import data, models, training
+  cnn = cnn or models.STUDENT
+  cfg = cfg or training.TrainConfig()
+  feats = train_x[data.FEATURES] if isinstance(train_x, dict) else train_x
+  training.set_seed(cfg.seed)
+  with (strategy or tf.distribute.get_strategy()).scope():
+    bb = models.build_cnn(num_classes, cnn, exits=True, with_features=True)
+    k = len(models.exit_names(bb))
+    if init_from is not None:
+      models.transfer_weights(init_from, bb)
+    models.adapt_normalization(bb, feats)
+    model = SelfDistillationModel(bb, k, distill, graph_reg, regularize_all_exits)
+  cw = training.class_weights(train_labels, num_classes) if cfg.balanced else None
+  sw = None if cw is None else np.array([cw[int(l)] for l in train_labels], np.float32)
+  if isinstance(train_x, dict):
+    train_x = {n: v for n, v in train_x.items() if n not in ("label", "id")}
+  ds = data.train_dataset(train_x, train_labels, cfg.batch_size, cfg.seed, sw)
+  hist = training.fit(model, ds,
+                      lambda: model.predict(val_features, verbose=0)[-1],
+                      val_labels, num_classes, cfg, out_dir, strategy=strategy)
+  exit_model = keras.Model(bb.inputs, bb.outputs[:k], name=f"{cnn.name}_exits")
+  return exit_model, model, hist

@@ -78,20 +78,23 @@ def make_callbacks(cfg: TrainConfig, uar_cb: UARCallback,
 def fit(model: keras.Model, train_ds: tf.data.Dataset,
         val_predict: Callable[[], np.ndarray], val_labels: np.ndarray,
         num_classes: int, cfg: TrainConfig, out_dir: Optional[str] = None,
-        class_weight: Optional[Dict[int, float]] = None) -> Dict[str, list]:
+        class_weight: Optional[Dict[int, float]] = None,
+        strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, list]:
   """Compiles (Adam, sparse CE on probabilities) and fits; keeps best val UAR.
 
   Models with their own ``train_step`` loss (``computes_own_loss = True``)
   are compiled with the optimiser only. Returns the Keras history dict plus
-  ``wall_s``.
+  ``wall_s``. With a ``strategy`` the model must have been built in its
+  scope; compilation happens there too.
   """
-  optimizer = keras.optimizers.Adam(cfg.learning_rate)
-  if getattr(model, "computes_own_loss", False):
-    model.compile(optimizer=optimizer)
-  else:
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(),
-                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
+  with (strategy or tf.distribute.get_strategy()).scope():
+    optimizer = keras.optimizers.Adam(cfg.learning_rate)
+    if getattr(model, "computes_own_loss", False):
+      model.compile(optimizer=optimizer)
+    else:
+      model.compile(optimizer=optimizer,
+                    loss=keras.losses.SparseCategoricalCrossentropy(),
+                    metrics=[keras.metrics.SparseCategoricalAccuracy(name="acc")])
   uar_cb = UARCallback(val_predict, val_labels, num_classes)
   start = time.time()
   hist = model.fit(train_ds, epochs=cfg.epochs, verbose=cfg.verbose,
@@ -104,3 +107,20 @@ def fit(model: keras.Model, train_ds: tf.data.Dataset,
 
 def set_seed(seed: int) -> None:
   keras.utils.set_random_seed(seed)
+
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def get_strategy(name: str = "default") -> tf.distribute.Strategy:
+  """``default`` (one device), ``mirrored`` (all local GPUs, or all logical
+  CPUs), ``multi_worker`` (MultiWorkerMirroredStrategy from ``TF_CONFIG``)."""
+  if name == "default":
+    return tf.distribute.get_strategy()
+  if name == "mirrored":
+    gpus = tf.config.list_logical_devices("GPU")
+    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+    return tf.distribute.MirroredStrategy(devices)
+  if name == "multi_worker":
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  raise ValueError(f"strategy must be one of {STRATEGIES}, not {name!r}")

@@ -1,23 +1,51 @@
-"""nsl-ser run: the whole pipeline, corpora -> deployable model, in one go."""
+"""nsl-ser run: the whole pipeline, corpora -> deployable model, in one go.
+
+prepare -> train source -> embed -> build graph -> pretrain student ->
+train student (exits + self-distillation + graph) -> export -> evaluate ->
+report. Finished stages are skipped on a rerun (see run_manifest.json).
+"""
 from __future__ import annotations
 
-import os
+import json
 
-from absl import flags, logging
+from absl import flags
 
-from nsl_ser.prepare import PrepareConfig, prepare
+from nsl_ser import pipeline, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("source", "ravdess", "Source corpus (trains the teacher).")
 flags.DEFINE_string("target", "emodb", "Target corpus (trains the student).")
 flags.DEFINE_string("data_dir", "../shared/data", "Data root with the corpora.")
 flags.DEFINE_string("work_dir", "work", "Where every stage writes its output.")
+flags.DEFINE_integer("fold", 0, "Target split fold (its test speakers are held out).")
+flags.DEFINE_bool("quick", False, "A small end-to-end run (tests).")
+flags.DEFINE_integer("source_epochs", 40, "Source model epochs.")
+flags.DEFINE_integer("pretrain_epochs", 40, "Student pretraining epochs (source).")
+flags.DEFINE_integer("student_epochs", 40, "Student fine-tuning epochs (target).")
+flags.DEFINE_integer("max_nbrs", 3, "Graph neighbours per example.")
+flags.DEFINE_float("multiplier", 0.1, "Graph loss multiplier.")
+flags.DEFINE_float("temperature", 2.0, "Self-distillation temperature.")
+flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES),
+                  "tf.distribute strategy for training.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+flags.DEFINE_string("install_default", None,
+                    "Also copy the exported models to this folder (e.g. "
+                    "tflite_models/default).")
 
 
 def main(argv) -> None:
   del argv
-  for corpus in (FLAGS.source, FLAGS.target):
-    out = os.path.join(FLAGS.work_dir, "records", corpus)
-    s = prepare(PrepareConfig(corpus, FLAGS.data_dir, out))
-    logging.info("%s: %d read, %d skipped -> %s", corpus, s["files_read"],
-                 s["skipped"], out)
+  cfg = pipeline.RunConfig(
+      source=FLAGS.source, target=FLAGS.target, data_dir=FLAGS.data_dir,
+      work_dir=FLAGS.work_dir, fold=FLAGS.fold, quick=FLAGS.quick,
+      source_epochs=FLAGS.source_epochs, pretrain_epochs=FLAGS.pretrain_epochs,
+      student_epochs=FLAGS.student_epochs, max_nbrs=FLAGS.max_nbrs,
+      multiplier=FLAGS.multiplier, temperature=FLAGS.temperature,
+      strategy=FLAGS.strategy, seed=FLAGS.seed)
+  data = pipeline.run_pipeline(cfg)
+  print(json.dumps({k: v["summary"] for k, v in data["stages"].items()},
+                   indent=1, default=str)[:4000])
+  print(f"report: {cfg.path('report', 'report.md')}")
+  if FLAGS.install_default:
+    pipeline.install_models(cfg.path("tflite"), FLAGS.install_default)
+    print(f"models copied to {FLAGS.install_default}")

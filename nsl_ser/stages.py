@@ -1,0 +1,204 @@
+"""The stages of ``nsl-ser run`` (see :mod:`nsl_ser.pipeline`)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+
+from nsl_ser import models, source
+from nsl_ser.pipeline import RunConfig, Stage
+from nsl_ser.prepare import atomic_write_text
+
+
+def _records(cfg: RunConfig, corpus: str) -> str:
+  return cfg.path("records", corpus)
+
+
+def _epochs(cfg: RunConfig, n: int) -> int:
+  return 2 if cfg.quick else n
+
+
+def _train_cfg(cfg: RunConfig, epochs: int):
+  from nsl_ser import training
+  return training.TrainConfig(epochs=_epochs(cfg, epochs), seed=cfg.seed,
+                              patience=12, verbose=2)
+
+
+def _strategy(cfg: RunConfig):
+  from nsl_ser import training
+  return training.get_strategy(cfg.strategy)
+
+
+def _target(cfg: RunConfig):
+  """Target arrays (all utterances; a subset with --quick) and labels."""
+  from nsl_ser import data, records
+  labels = source.read_labels(_records(cfg, cfg.target))
+  arrays = data.load_arrays(records.list_shards(_records(cfg, cfg.target)), labels)
+  if cfg.quick:
+    arrays = arrays.subset(np.arange(len(arrays)) % 3 == 0)
+  return arrays, labels
+
+
+def _parts(cfg: RunConfig, arrays):
+  from nsl_ser import splits
+  split = splits.get_split(cfg.target, cfg.fold)
+  return {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
+
+
+# ------------------------------------------------------------------ stages
+def run_prepare(cfg: RunConfig) -> Dict:
+  from nsl_ser.prepare import PrepareConfig, prepare
+  out = {}
+  for c in (cfg.source, cfg.target):
+    s = prepare(PrepareConfig(c, cfg.data_dir, _records(cfg, c)))
+    out[c] = {k: s[k] for k in ("files_read", "skipped")}
+    if s["files_read"] == 0:
+      raise RuntimeError(f"{c}: nothing usable was read from {cfg.data_dir}")
+  return out
+
+
+def run_train_source(cfg: RunConfig) -> Dict:
+  _, m = source.train_source(_records(cfg, cfg.source), cfg.source,
+                             cfg.path("source"),
+                             cfg=_train_cfg(cfg, cfg.source_epochs))
+  return {"test_uar": m["test"]["uar"], "val_uar": m["val"]["uar"]}
+
+
+def run_embed(cfg: RunConfig) -> Dict:
+  from nsl_ser import embed
+  model = models.load_model(cfg.path("source", source.MODEL_FILE))
+  arrays, _ = _target(cfg)
+  emb = embed.compute_embeddings(model, arrays, "fc1", "speaker")
+  embed.write_embeddings(cfg.path("embeddings"), arrays.ids, emb,
+                         {"layer": "fc1", "normalize": "speaker"})
+  return {"count": int(len(arrays))}
+
+
+def run_build_graph(cfg: RunConfig) -> Dict:
+  from nsl_ser import graph, records
+  emb = records.read_embeddings(cfg.path("embeddings"))
+  arrays, labels = _target(cfg)
+  train = _parts(cfg, arrays)["train"]
+  gcfg = graph.GraphConfig(max_nbrs=cfg.max_nbrs)
+  gcfg.similarity_threshold = graph.auto_threshold(
+      np.stack([emb[i] for i in train.ids]), cfg.target_degree)
+  gpath = graph.build_graph(emb, train.ids, cfg.path("graphs", "graph.tsv"), gcfg)
+  stats = graph.graph_stats(gpath, train.ids,
+                            {i: labels[l] for i, l in zip(arrays.ids, arrays.labels)})
+  stats["threshold"] = gcfg.similarity_threshold
+  atomic_write_text(cfg.path("graphs", "stats.json"), json.dumps(stats, indent=2))
+  graph.pack(records.list_shards(_records(cfg, cfg.target)), train.ids, gpath,
+             cfg.path("graphs", "packed.tfrecord"), gcfg)
+  return {k: v for k, v in stats.items() if k != "degrees"}
+
+
+def run_pretrain_student(cfg: RunConfig) -> Dict:
+  _, m = source.train_source(_records(cfg, cfg.source), cfg.source,
+                             cfg.path("pretrained"), cnn=models.STUDENT,
+                             cfg=_train_cfg(cfg, cfg.pretrain_epochs))
+  return {"test_uar": m["test"]["uar"]}
+
+
+def run_train_student(cfg: RunConfig) -> Dict:
+  from nsl_ser import data, evaluation, nsl_train, self_distill
+  arrays, labels = _target(cfg)
+  parts = _parts(cfg, arrays)
+  packed = data.packed_arrays([cfg.path("graphs", "packed.tfrecord")], labels,
+                              cfg.max_nbrs)
+  keep = np.isin(packed["id"].astype(str), parts["train"].ids)
+  packed = {k: v[keep] for k, v in packed.items()}
+  pretrained = models.load_model(cfg.path("pretrained", source.MODEL_FILE))
+  reg = nsl_train.GraphRegParams(max_neighbors=cfg.max_nbrs,
+                                 multiplier=cfg.multiplier)
+  out_dir = cfg.path("student")
+  model, _, hist = self_distill.train_exit_model(
+      packed, packed["label"], parts["val"].features, parts["val"].labels,
+      len(labels), models.STUDENT, _train_cfg(cfg, cfg.student_epochs),
+      self_distill.DistillConfig(temperature=cfg.temperature),
+      init_from=pretrained, graph_reg=reg, out_dir=os.path.join(out_dir, "train"),
+      strategy=_strategy(cfg))
+  probs = model.predict(parts["test"].features, verbose=0)
+  metrics = {name: evaluation.report(parts["test"].labels, p, labels)
+             for name, p in zip(models.exit_names(model), probs)}
+  model.save(os.path.join(out_dir, "model.tmp.keras"))
+  os.replace(os.path.join(out_dir, "model.tmp.keras"),
+             os.path.join(out_dir, source.MODEL_FILE))
+  atomic_write_text(os.path.join(out_dir, "labels.txt"),
+                    "".join(l + "\n" for l in labels))
+  atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(
+      {"test": metrics, "exit_macs": models.exit_macs(model),
+       "params": int(model.count_params()), "wall_s": hist["wall_s"]}, indent=2))
+  return {n: round(m["uar"], 2) for n, m in metrics.items()}
+
+
+def run_export(cfg: RunConfig) -> Dict:
+  from nsl_ser import export, splits
+  model = models.load_model(cfg.path("student", source.MODEL_FILE))
+  labels = source.read_labels(cfg.path("student"))
+  split = splits.get_split(cfg.target, cfg.fold)
+  audio, _, _ = export.load_audio(_records(cfg, cfg.target), labels, split.train)
+  pick = export.calibration_subset(len(audio), 32 if cfg.quick else 200, cfg.seed)
+  side = export.export_all(model, cfg.path("tflite"), labels, audio[pick],
+                           provenance={"corpus": cfg.target, "fold": cfg.fold,
+                                       "partition": "train"})
+  return {f: v["bytes"] for f, v in side["files"].items() if "bytes" in v}
+
+
+def run_evaluate(cfg: RunConfig) -> Dict:
+  """int8 phone model, every exit and the adaptive policy, on test speakers."""
+  from nsl_ser import early_exit, evaluation, export, litert, splits
+  labels = source.read_labels(cfg.path("student"))
+  split = splits.get_split(cfg.target, cfg.fold)
+  audio, y, ids = export.load_audio(_records(cfg, cfg.target), labels, split.test)
+  if cfg.quick:
+    audio, y = audio[::3], y[::3]
+  model = litert.Model.from_file(cfg.path("tflite", "model_int8.tflite"))
+  exits = sorted(model.signatures, key=lambda s: int(s.split("_")[-1]))
+  probs = [litert.run_batch(model, e, "audio", audio)[e] for e in exits]
+  per_exit = {e: evaluation.report(y, p, labels) for e, p in zip(exits, probs)}
+  side = json.load(open(cfg.path("tflite", "model.json")))
+  cost = [side["exit_macs"][e] for e in exits]
+  curve = early_exit.tau_curve(probs, y, cost,
+                               [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99], len(labels))
+  result = {"per_exit": per_exit, "tau_curve": curve, "exit_macs": cost,
+            "n": int(len(y)), "fold": cfg.fold}
+  atomic_write_text(cfg.path("evaluation.json"), json.dumps(result, indent=2))
+  return {e: round(r["uar"], 2) for e, r in per_exit.items()}
+
+
+def run_report(cfg: RunConfig) -> Dict:
+  from nsl_ser import report
+  path = report.write_report(cfg.work_dir, cfg.path("report"))
+  return {"report": path}
+
+
+def _p(*names):
+  return lambda cfg: {n: getattr(cfg, n) for n in names}
+
+
+STAGES: List[Stage] = [
+    Stage("prepare", run_prepare, _p("source", "target", "data_dir"),
+          lambda c: [os.path.join(_records(c, x), "summary.json")
+                     for x in (c.source, c.target)]),
+    Stage("train_source", run_train_source, _p("source_epochs", "quick", "seed"),
+          lambda c: [c.path("source", source.MODEL_FILE),
+                     c.path("source", source.METRICS_FILE)]),
+    Stage("embed", run_embed, _p("quick"), lambda c: [c.path("embeddings")]),
+    Stage("build_graph", run_build_graph, _p("fold", "max_nbrs", "target_degree"),
+          lambda c: [c.path("graphs", "graph.tsv"),
+                     c.path("graphs", "packed.tfrecord")]),
+    Stage("pretrain_student", run_pretrain_student,
+          _p("pretrain_epochs", "quick", "seed"),
+          lambda c: [c.path("pretrained", source.MODEL_FILE)]),
+    Stage("train_student", run_train_student,
+          _p("student_epochs", "multiplier", "temperature", "seed", "strategy"),
+          lambda c: [c.path("student", source.MODEL_FILE),
+                     c.path("student", "metrics.json")]),
+    Stage("export", run_export, _p("fold"), lambda c: [c.path("tflite")]),
+    Stage("evaluate", run_evaluate, _p("fold", "quick"),
+          lambda c: [c.path("evaluation.json")]),
+    Stage("report", run_report, _p(), lambda c: [c.path("report", "report.md")]),
+]

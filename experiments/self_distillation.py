@@ -83,9 +83,10 @@ def main(argv):
                                  patience=12, verbose=2))
   # Source model for the graph of (d).
   if os.path.exists(F.source_model) and not quick:
-    src = models.load_model(F.source_model)
-  else:
-    src = pretrained  # quick mode: the pretrained student embeds
+    src, embedder = models.load_model(F.source_model), F.source_model
+  else:  # no source model yet (or --quick): the pretrained student embeds
+    src, embedder = pretrained, "the RAVDESS-pretrained student (fc1)"
+  logging.info("graph embeddings from %s", embedder)
   labels = source.read_labels(rec["emodb"])
   k = len(labels)
   allx = data.load_arrays(records.list_shards(rec["emodb"]), labels)
@@ -224,13 +225,15 @@ def main(argv):
                            c["cost_ratio"]] for pol in curve for c in curve[pol]])
         + f"\n![UAR vs compute]({os.path.basename(png)})\n\n"
           f"Settings: T={F.temperature}, weights ce/kd/feat = {F.ce_weight}/"
-          f"{F.kd_weight}/{F.feature_weight}, {epochs} epochs, lr {F.learning_rate}. "
+          f"{F.kd_weight}/{F.feature_weight}, {epochs} epochs, lr {F.learning_rate}; "
+          f"graph of (d) from embeddings of {embedder}. "
           f"Total wall time {wall / 60:.1f} min on this machine.\n")
   print(write_results(name, summary, {
       "exit_macs": macs, "exits_finetune_sd": exits_sd,
       "exits_scratch_sd": exits_scratch, "exits_finetune_sd_graph": exits_graph,
       "finetune": ft, "label_shares": {str(s): v for s, v in by_share.items()},
-      "tau_curve": curve, "runs": runs, "low_label_runs": low},
+      "tau_curve": curve, "runs": runs, "low_label_runs": low,
+      "graph_embedder": embedder},
       md, out_dir=F.results_dir))
 
 

@@ -1,13 +1,86 @@
-"""TFLite conversion helpers (float and int8) for feature-input models."""
+"""TFLite export: phone (audio in), MCU stages and Edge TPU models + sidecar.
+
+* :func:`convert_float` / :func:`convert_int8`: feature-input, batch-1,
+  static-shape models (int8: full integer, int8 builtins only).
+* :func:`convert_phone`: raw 16 kHz audio in, the :class:`LogMel` front end
+  inside, one SignatureDef per exit (``exit_1`` ... ``exit_K``, sharing
+  weights; exit k only computes blocks 1..k). The int8 variant is
+  post-training quantised with the front end denylisted, so framing, FFT,
+  Mel and log stay float and ``QUANTIZE`` sits right before the network.
+* :func:`export_all`: everything ``nsl-ser export`` writes, with
+  ``labels.txt`` and the ``model.json`` sidecar (front end, labels, exits,
+  I/O, MACs, checksums, arena sizes, licence).
+
+Quantisation-aware training is not implemented: post-training int8 stayed
+within a few clips of float on the models tried (see
+experiments/export_benchmark.py).
+"""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import json
+import os
+import tempfile
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nsl_ser import records
 from nsl_ser.compat import keras, tf
+from nsl_ser.features import FrontEndConfig, LogMel, fix_length
+
+FRONT_END_SCOPE = "frontend"
+SIDECAR = "model.json"
+LICENCE = ("Trained on RAVDESS (CC BY-NC-SA 4.0: attribution, non-commercial, "
+           "share-alike) and EmoDB (research use only). These models are "
+           "derived from both: non-commercial research use only, same licence "
+           "terms, cite both corpora.")
+DEVICE_CONTRACT = (
+    "Phone models take raw mono 16 kHz float audio in [-1, 1), exactly "
+    "clip_samples long (centre-crop longer clips, zero-pad shorter ones "
+    "evenly on both sides) and compute log-Mel features inside. MCU and "
+    "Edge TPU models take the log-Mel features computed on the host with "
+    "these front_end parameters (nsl_ser.features.log_mel_numpy: Hann "
+    "window, |FFT|^2, HTK Mel filter bank without area normalisation, "
+    "natural log of (mel + log_floor)), shape [1, num_frames, num_mel_bins], "
+    "quantised with the model input's scale/zero_point; per-band "
+    "normalisation is inside the model (stage 1).")
+
+MICRO_USAGE = (
+    "Run stage 1 on the int8 features and read exit_1; to go deeper, copy "
+    "stage k's int8 block{k}_act output unchanged into stage k+1's input "
+    "(the qparams are identical by construction). arena_bytes is the "
+    "RecordingMicroAllocator total on a 64-bit host; 32-bit MCUs need "
+    "slightly less; keep about 1 KB of margin.")
 
 
+# --------------------------------------------------------------------------
+# Model surgery
+# --------------------------------------------------------------------------
+def output_names(model: keras.Model) -> List[str]:
+  """The probability outputs: ``exit_1..exit_K``, or the single softmax."""
+  from nsl_ser import models
+  names = models.exit_names(model)
+  if names:
+    return names
+  return ["probs"] if "probs" in model.output_names else model.output_names[:1]
+
+
+def exits_model(model: keras.Model) -> keras.Model:
+  """``model`` restricted to its probability outputs (drops features)."""
+  outs = [model.get_layer(n).output for n in output_names(model)]
+  return keras.Model(model.input, outs if len(outs) > 1 else outs[0],
+                     name=f"{model.name}_exits")
+
+
+def exit_submodel(model: keras.Model, name: str) -> keras.Model:
+  """features -> one exit's probabilities (shares the layers)."""
+  return keras.Model(model.input, model.get_layer(name).output,
+                     name=f"{model.name}_{name}")
+
+
+# --------------------------------------------------------------------------
+# Feature-input models
+# --------------------------------------------------------------------------
 def _static_function(model: keras.Model) -> tf.types.experimental.ConcreteFunction:
   """A batch-1, static-shape concrete function whose outputs keep the Keras
   output names (TFLite reorders outputs; signatures keep names)."""
@@ -22,6 +95,7 @@ def _static_function(model: keras.Model) -> tf.types.experimental.ConcreteFuncti
 
 
 def convert_float(model: keras.Model) -> bytes:
+  """Float32 feature-input model (batch 1, static shapes)."""
   conv = tf.lite.TFLiteConverter.from_concrete_functions(
       [_static_function(model)], model)
   return conv.convert()
@@ -44,3 +118,244 @@ def convert_int8(model: keras.Model, representative: np.ndarray,
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
   return conv.convert()
+
+
+# --------------------------------------------------------------------------
+# Phone models: audio in, one signature per exit
+# --------------------------------------------------------------------------
+class PhoneModule(tf.Module):
+  """One ``tf.function`` per exit: audio [1, samples] -> {exit: probs}."""
+
+  def __init__(self, model: keras.Model, front_end: FrontEndConfig):
+    super().__init__()
+    self.model = model  # tracks the variables once
+    self.front_end = LogMel(front_end, name="log_mel")
+    self.spec = tf.TensorSpec([1, front_end.clip_samples], tf.float32,
+                              name="audio")
+    self.functions = {n: self._make(exit_submodel(model, n), n)
+                      for n in output_names(model)}
+
+  def _make(self, sub: keras.Model, name: str):
+    @tf.function(input_signature=[self.spec])
+    def fn(audio):
+      with tf.name_scope(FRONT_END_SCOPE):
+        feats = self.front_end(audio)
+      return {name: sub(feats, training=False)}
+    return fn
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    return {n: f.get_concrete_function() for n, f in self.functions.items()}
+
+
+def frontend_node_names(data: bytes, scope: str = FRONT_END_SCOPE) -> List[str]:
+  """Output-tensor names of the ops built under ``scope`` (the keys
+  ``mlir_quantize(denylisted_nodes=...)`` matches)."""
+  from nsl_ser import litert
+  m = litert.model_t(data)
+  names = set()
+  for sg in m.subgraphs:
+    for op in sg.operators or []:
+      for j in op.outputs:
+        n = sg.tensors[j].name.decode()
+        if any(part.startswith(scope + "/") or f"/{scope}/" in part
+               for part in n.split(";")):
+          names.add(n)
+  return sorted(names)
+
+
+def convert_phone(model: keras.Model,
+                  front_end: FrontEndConfig = FrontEndConfig(),
+                  representative_audio: Optional[np.ndarray] = None) -> bytes:
+  """Audio-input multi-signature model: float, or int8 PTQ (float front end)
+  when ``representative_audio`` [N, samples] is given."""
+  module = PhoneModule(model, front_end)
+  sigs = module.signatures()
+  with tempfile.TemporaryDirectory() as td:
+    tf.saved_model.save(module, td, signatures=sigs)
+    conv = tf.lite.TFLiteConverter.from_saved_model(td, signature_keys=list(sigs))
+    if representative_audio is None:
+      return conv.convert()
+
+    def rep() -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
+      for key in sigs:
+        for a in representative_audio:
+          yield key, {"audio": a[None].astype(np.float32)}
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                      tf.lite.OpsSet.TFLITE_BUILTINS]
+    # Calibrate only, then quantise with the front end denylisted (the
+    # mechanism tf.lite.experimental.QuantizationDebugger uses; private
+    # API, hence the pinned TensorFlow).
+    conv._experimental_calibrate_only = True  # pylint: disable=protected-access
+    calibrated = conv.convert()
+  from tensorflow.lite.python import convert as lite_convert
+  deny = frontend_node_names(calibrated)
+  if not deny:
+    raise RuntimeError("front-end ops not found; cannot keep them float")
+  return lite_convert.mlir_quantize(calibrated, denylisted_nodes=deny)
+
+
+# --------------------------------------------------------------------------
+# Data for calibration and evaluation
+# --------------------------------------------------------------------------
+def load_audio(records_dir: str, labels: Sequence[str],
+               speakers: Optional[Sequence[str]] = None,
+               front_end: FrontEndConfig = FrontEndConfig()
+               ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(audio [N, clip_samples], label indices, ids) of a prepared corpus,
+  restricted to ``speakers`` and to utterances whose label is in
+  ``labels``; clips are centre-cropped / zero-padded like training."""
+  index = {l: i for i, l in enumerate(labels)}
+  keep = None if speakers is None else set(speakers)
+  audio, y, ids = [], [], []
+  ds = tf.data.TFRecordDataset(records.list_shards(records_dir))
+  for s in ds.map(records.parse_utterance):
+    spk, lab = s["speaker"].numpy().decode(), s["label_name"].numpy().decode()
+    if (keep is not None and spk not in keep) or lab not in index:
+      continue
+    w = fix_length(records.decode_waveform(s["waveform"]), front_end.clip_samples)
+    audio.append(w.numpy())
+    y.append(index[lab])
+    ids.append(s["id"].numpy().decode())
+  if not audio:
+    raise ValueError(f"{records_dir}: no utterances for speakers {speakers}")
+  order = np.argsort(ids)
+  return (np.stack(audio)[order].astype(np.float32), np.array(y)[order],
+          np.array(ids)[order])
+
+
+def features_of(audio: np.ndarray, front_end: FrontEndConfig = FrontEndConfig(),
+                batch: int = 64) -> np.ndarray:
+  """Log-Mel features [N, frames, bands] of fixed-length clips."""
+  layer = LogMel(front_end)
+  return np.concatenate([layer(tf.constant(audio[i:i + batch])).numpy()
+                         for i in range(0, len(audio), batch)])
+
+
+def calibration_subset(n_total: int, n: int, seed: int = 0) -> np.ndarray:
+  """Sorted indices of at most ``n`` of ``n_total`` items (seeded)."""
+  if n >= n_total:
+    return np.arange(n_total)
+  return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
+
+
+# --------------------------------------------------------------------------
+# Everything `nsl-ser export` writes
+# --------------------------------------------------------------------------
+def _write(path: str, data: bytes) -> str:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    f.write(data)
+  os.replace(path + ".tmp", path)
+  return path
+
+
+def front_end_spec(front_end: FrontEndConfig) -> dict:
+  return {**front_end.to_dict(), "clip_samples": front_end.clip_samples,
+          "frame_length": front_end.frame_length,
+          "frame_step": front_end.frame_step, "num_frames": front_end.num_frames,
+          "feature_shape": list(front_end.feature_shape),
+          "window": "hann", "spectrum": "power", "mel_scale": "htk",
+          "log": "natural, log(mel + log_floor)"}
+
+
+class _Writer:
+  """Writes files under ``out_dir`` and records bytes + sha256 for each."""
+
+  def __init__(self, out_dir: str):
+    self.out_dir, self.files = out_dir, {}
+
+  def add(self, rel: str, data: bytes, **info) -> str:
+    from nsl_ser import litert
+    path = _write(os.path.join(self.out_dir, rel), data)
+    self.files[rel] = {"bytes": len(data), "sha256": litert.sha256(data), **info}
+    return path
+
+
+def _export_phone(w: _Writer, model: keras.Model, front_end: FrontEndConfig,
+                  calibration_audio: np.ndarray) -> None:
+  from nsl_ser import litert
+  for kind, rep in (("float", None), ("int8", calibration_audio)):
+    data = convert_phone(model, front_end, rep)
+    w.add(f"model_{kind}.tflite", data, target="phone",
+          weights="float32" if rep is None else "int8 (front end float32)",
+          input="audio", signatures=litert.io_spec(data))
+
+
+def _export_micro(w: _Writer, model: keras.Model, cal_feats: np.ndarray) -> dict:
+  """Stage models, their C arrays and measured TFLM arenas."""
+  from nsl_ser import litert, micro
+  stages = micro.build_stages(model, cal_feats)
+  bounds = micro.check_boundaries(stages)
+  assert all(b["equal"] for b in bounds), bounds
+  x = micro.stage_input_qparams(stages[0]).quantize(cal_feats[:1])
+  arenas = []
+  for k, data in enumerate(stages, start=1):
+    rt = micro.MicroModel(data, f"stage_{k}")
+    out = rt.run(x, raw=True)
+    arenas.append(rt.arena_bytes())
+    w.add(f"micro/stage_{k}_int8.tflite", data, target="mcu", weights="int8",
+          input="features" if k == 1 else f"block{k - 1}_act",
+          signatures=litert.io_spec(data), arena_bytes=arenas[-1],
+          c_array=f"micro/stage_{k}/model_data.cc")
+    cc, h = micro.c_array_sources(data, f"g_stage_{k}_model")
+    w.add(f"micro/stage_{k}/model_data.cc", cc.encode())
+    w.add(f"micro/stage_{k}/model_data.h", h.encode())
+    x = out.get(f"block{k}_act")
+  return {"stages": len(stages), "boundaries": bounds, "arena_bytes": arenas,
+          "usage": MICRO_USAGE}
+
+
+def _export_edgetpu(w: _Writer, model: keras.Model, cal_feats: np.ndarray) -> None:
+  from nsl_ser import edgetpu, litert
+  data = convert_int8(exits_model(model), cal_feats)
+  problems = edgetpu.check(data)
+  w.add("edgetpu/model_int8.tflite", data, target="edgetpu", weights="int8",
+        input="features", signatures=litert.io_spec(data),
+        edgetpu_problems=len(problems))
+  w.add("edgetpu/compat_report.json",
+        json.dumps(edgetpu.report(data, problems), indent=2).encode())
+
+
+def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
+               calibration_audio: np.ndarray,
+               front_end: FrontEndConfig = FrontEndConfig(),
+               provenance: Optional[dict] = None,
+               micro: bool = True, edgetpu: bool = True) -> dict:
+  """Writes phone (float + int8), MCU stage and Edge TPU models, C arrays,
+  ``labels.txt``, ``edgetpu/compat_report.json`` and ``model.json``.
+
+  ``calibration_audio``: training-speaker clips [N, clip_samples] used for
+  every post-training quantisation (features are computed from them).
+  Returns the sidecar dict.
+  """
+  from nsl_ser import models
+  names = output_names(model)
+  classes = int(model.get_layer(names[-1]).output.shape[-1])
+  if len(labels) != classes:
+    raise ValueError(f"{len(labels)} labels for a model with {classes} classes")
+  os.makedirs(out_dir, exist_ok=True)
+  cal_feats = features_of(calibration_audio, front_end)
+  w = _Writer(out_dir)
+  _export_phone(w, model, front_end, calibration_audio)
+  micro_info = _export_micro(w, model, cal_feats) if micro else None
+  if edgetpu:
+    _export_edgetpu(w, model, cal_feats)
+  w.add("labels.txt", "".join(l + "\n" for l in labels).encode())
+  macs = (models.exit_macs(model) if models.exit_names(model)
+          else [models.count_macs(model)])
+  side = {
+      "format": "nsl-ser-export/1",
+      "model_name": model.name, "labels": list(labels), "exits": names,
+      "exit_macs": dict(zip(names, macs)), "params": int(model.count_params()),
+      "front_end": front_end_spec(front_end),
+      "device_contract": DEVICE_CONTRACT,
+      "calibration": {"clips": int(len(calibration_audio)), **(provenance or {})},
+      "files": w.files, "licence": LICENCE,
+  }
+  if micro_info:
+    side["micro"] = micro_info
+  _write(os.path.join(out_dir, SIDECAR), json.dumps(side, indent=2).encode())
+  return side

@@ -15,7 +15,10 @@ COMMANDS = {
     "embed": "source-model embeddings of target utterances",
     "build-graph": "similarity graph over training utterances + packing",
     "train-student": "graph-regularised student on target speech",
+    "predict": "emotions of audio files, with early exits",
+    "report": "report.md with plots of a pipeline run",
     "run": "the whole pipeline in one command",
+    "export": "int8 TFLite models for phones, MCUs and the Edge TPU",
 }
 
 

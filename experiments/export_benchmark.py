@@ -1,0 +1,259 @@
+"""Edge export benchmark: size, accuracy and latency of the exported models.
+
+  python experiments/export_benchmark.py --student=work/student/model.keras \
+      --source=work/source/model.keras --records_dir=work/records/emodb \
+      --fold=0 --out_dir=work/export_benchmark
+
+Side by side, in one run, on the EmoDB fold's TEST speakers:
+  * the source model, float, audio in (phone) and features in;
+  * the student exported by ``nsl_ser.export.export_all``: float and int8
+    phone models (audio in, every exit signature), the MCU stage chain and
+    the single full-int8 feature-input model (the Edge TPU model);
+  * file bytes, UAR per exit (float vs int8), LiteRT latency per 3 s clip
+    (1 thread, median after warm-up) with the front end included (audio in)
+    and excluded (features in), TFLite Micro arena bytes per stage.
+Writes experiments/results/export.{json,md}.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from nsl_ser import evaluation, export, litert, micro, models, source, splits
+from nsl_ser.features import FrontEndConfig, LogMel
+from nsl_ser.compat import tf
+from nsl_ser.results import RESULTS_DIR, markdown_table, write_results
+
+F = flags.FLAGS
+flags.DEFINE_string("student", None, "Student with exits (.keras).")
+flags.DEFINE_string("source", None, "Source model (.keras).")
+flags.DEFINE_string("records_dir", "work/records/emodb", "Prepared EmoDB.")
+flags.DEFINE_string("corpus", "emodb", "Corpus of --records_dir.")
+flags.DEFINE_integer("fold", 0, "Split fold (test speakers are evaluated).")
+flags.DEFINE_string("out_dir", "work/export_benchmark", "Scratch folder.")
+flags.DEFINE_integer("num_calibration", 200, "Training clips for calibration.")
+flags.DEFINE_integer("runs", 100, "Timed runs per latency (median).")
+flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.")
+flags.DEFINE_string("name", "export", "Results name.")
+flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
+flags.mark_flags_as_required(["student", "source"])
+
+
+def uar(labels: np.ndarray, probs: np.ndarray, k: int) -> float:
+  return 100 * evaluation.uar(labels, np.argmax(probs, -1), k)
+
+
+def front_end_model(front_end: FrontEndConfig) -> bytes:
+  """Float LogMel alone (audio -> features), to time the front end."""
+  mod = tf.Module()
+  mod.layer = LogMel(front_end)
+  mod.fn = tf.function(lambda a: {"features": mod.layer(a)}, input_signature=[
+      tf.TensorSpec([1, front_end.clip_samples], tf.float32, name="audio")])
+  conv = tf.lite.TFLiteConverter.from_concrete_functions(
+      [mod.fn.get_concrete_function()], mod)
+  return conv.convert()
+
+
+def chain_probs(stages, feats_q: np.ndarray, qps, k: int) -> np.ndarray:
+  """Dequantised exit_k of the stage chain for every clip."""
+  out = []
+  for x in feats_q:
+    o = micro.run_chain(stages, x[None], deepest=k)
+    out.append(qps[k - 1].dequantize(o[f"exit_{k}"])[0])
+  return np.stack(out)
+
+
+def main(argv):
+  del argv
+  t0 = time.time()
+  fe = FrontEndConfig()
+  labels = source.read_labels(F.records_dir)
+  nk = len(labels)
+  split = splits.get_split(F.corpus, F.fold)
+  student = models.load_model(F.student)
+  src = models.load_model(F.source)
+  names = export.output_names(student)
+  deepest = names[-1]
+
+  train_audio, _, _ = export.load_audio(F.records_dir, labels, sorted(split.train), fe)
+  idx = export.calibration_subset(len(train_audio), F.num_calibration)
+  test_audio, y, _ = export.load_audio(F.records_dir, labels, sorted(split.test), fe)
+  test_feats = export.features_of(test_audio, fe)
+  logging.info("%d calibration clips, %d test clips", len(idx), len(y))
+
+  sdir = os.path.join(F.out_dir, "student")
+  side = export.export_all(student, sdir, labels, train_audio[idx], fe,
+                           provenance={"corpus": F.corpus, "fold": F.fold,
+                                       "partition": "train"})
+  src_phone = export.convert_phone(src, fe)
+  src_feat = export.convert_float(export.exits_model(src))
+  src_name = export.output_names(src)[0]
+  fe_bytes = front_end_model(fe)
+  os.makedirs(os.path.join(F.out_dir, "source"), exist_ok=True)
+  for fname, data in (("model_float.tflite", src_phone),
+                      ("features_float.tflite", src_feat)):
+    with open(os.path.join(F.out_dir, "source", fname), "wb") as f:
+      f.write(data)
+
+  # ---- accuracy ----------------------------------------------------------
+  keras_probs = export.exits_model(student).predict(test_feats, verbose=0)
+  keras_probs = keras_probs if isinstance(keras_probs, list) else [keras_probs]
+  phone = {p: litert.Model.from_file(os.path.join(sdir, f"model_{p}.tflite"))
+           for p in ("float", "int8")}
+  probs = {"keras": dict(zip(names, keras_probs))}
+  for p, m in phone.items():
+    probs[f"phone_{p}"] = {n: litert.run_batch(m, n, "audio", test_audio)[n]
+                           for n in names}
+  stage_files = [os.path.join(sdir, f"micro/stage_{k}_int8.tflite")
+                 for k in range(1, len(names) + 1)]
+  stages = [litert.Model.from_file(p) for p in stage_files]
+  q_in = stages[0].inputs()[0].qparams
+  feats_q = q_in.quantize(test_feats)
+  out_q = [micro.stage_output_qparams(s.data, f"exit_{k}")
+           for k, s in enumerate(stages, start=1)]
+  probs["mcu_int8"] = {n: chain_probs(stages, feats_q, out_q, k)
+                       for k, n in enumerate(names, start=1)}
+  tpu = litert.Model.from_file(os.path.join(sdir, "edgetpu/model_int8.tflite"))
+  probs["full_int8_features"] = litert.run_batch(tpu, None, "features", test_feats)
+  src_m = litert.Model(src_phone, "source phone")
+  src_probs = litert.run_batch(src_m, src_name, "audio", test_audio)[src_name]
+  uars = {v: {n: uar(y, p, nk) for n, p in d.items()} for v, d in probs.items()}
+  uars["source_float"] = {src_name: uar(y, src_probs, nk)}
+  agree = {n: float(np.mean(probs["phone_int8"][n].argmax(-1)
+                            == probs["phone_float"][n].argmax(-1)))
+           for n in names}
+
+  # TFLM vs LiteRT on the int8 stages (a few clips): bit-identical with
+  # LiteRT's reference kernels; XNNPACK may round differently by a few LSB.
+  tflm = [micro.MicroModel.from_file(p) for p in stage_files]
+  ref = [litert.Model.from_file(p, reference_kernels=True) for p in stage_files]
+  identical, xnn_lsb = True, 0
+  for x in feats_q[:8]:
+    a, b, c = (micro.run_chain(r, x[None]) for r in (tflm, ref, stages))
+    identical &= all(np.array_equal(a[n], b[n]) for n in a)
+    xnn_lsb = max([xnn_lsb] + [int(np.abs(a[n].astype(int) - c[n]).max()) for n in a])
+
+  # ---- latency (1 thread, median) -----------------------------------------
+  def lat(m: litert.Model, sig, **inputs) -> float:
+    return m.latency_ms(sig, runs=F.runs, warmup=F.warmup, **inputs)
+
+  a1, f1 = test_audio[:1], test_feats[:1]
+  latency = {"source_phone_float": lat(src_m, src_name, audio=a1),
+             "source_features_float": lat(litert.Model(src_feat), None, features=f1),
+             "front_end_float": lat(litert.Model(fe_bytes), None, audio=a1)}
+  for p, m in phone.items():
+    for n in names:
+      latency[f"phone_{p}/{n}"] = lat(m, n, audio=a1)
+  latency["full_int8_features"] = lat(tpu, None, features=f1)
+  x = feats_q[:1]
+  for k, st in enumerate(stages, start=1):
+    latency[f"mcu_stage_{k}_features"] = lat(st, None, **{st.inputs()[0].name: x})
+    x = st.run(None, raw=True, **{st.inputs()[0].name: x}).get(f"block{k}_act")
+  latency["mcu_chain_features"] = sum(latency[f"mcu_stage_{k}_features"]
+                                      for k in range(1, len(stages) + 1))
+  x = feats_q[:1]
+  for k, st in enumerate(tflm, start=1):  # host TFLM: relative cost proxy
+    latency[f"tflm_stage_{k}"] = st.latency_ms(x, runs=max(F.runs // 5, 10),
+                                               warmup=2)
+    x = st(x, raw=True).get(f"block{k}_act")
+  latency["tflm_chain"] = sum(latency[f"tflm_stage_{k}"]
+                              for k in range(1, len(tflm) + 1))
+
+  # ---- sizes / arena -----------------------------------------------------
+  files = side["files"]
+  stage_bytes = [files[f"micro/stage_{k}_int8.tflite"]["bytes"]
+                 for k in range(1, len(names) + 1)]
+  arena = side["micro"]["arena_bytes"]
+  sizes = {"source_phone_float": len(src_phone),
+           "source_features_float": len(src_feat),
+           "phone_float": files["model_float.tflite"]["bytes"],
+           "phone_int8": files["model_int8.tflite"]["bytes"],
+           "full_int8_features": files["edgetpu/model_int8.tflite"]["bytes"],
+           "mcu_stages": stage_bytes, "mcu_total": sum(stage_bytes)}
+
+  summary = {
+      "int8_bytes": sizes["mcu_total"],
+      "int8_full_model_bytes": sizes["full_int8_features"],
+      "phone_int8_bytes": sizes["phone_int8"],
+      "mcu_arena_bytes": max(arena),
+      "uar_float": uars["phone_float"][deepest],
+      "uar_int8": uars["phone_int8"][deepest],
+      "uar_mcu_int8": uars["mcu_int8"][deepest],
+      "uar_source": uars["source_float"][src_name],
+      "latency_source_ms": latency["source_phone_float"],
+      "latency_int8_ms": latency[f"phone_int8/{deepest}"],
+      "latency_exit_1_ms": latency[f"phone_int8/{names[0]}"],
+      "latency_full_student_ms": latency[f"phone_int8/{deepest}"],
+      "latency_front_end_ms": latency["front_end_float"],
+      "latency_source_features_ms": latency["source_features_float"],
+      "latency_int8_features_ms": latency["full_int8_features"],
+      "latency_exit_1_features_ms": latency["mcu_stage_1_features"],
+      "latency_full_student_features_ms": latency["mcu_chain_features"],
+      "latency_exit_1_tflm_ms": latency["tflm_stage_1"],
+      "latency_full_student_tflm_ms": latency["tflm_chain"],
+  }
+  s = summary
+  targets = {
+      "int8_bytes<=100KB": s["int8_bytes"] <= 100 * 1024,
+      "mcu_arena<=64KB": s["mcu_arena_bytes"] <= 64 * 1024,
+      "uar_int8_within_1.5": s["uar_float"] - s["uar_int8"] <= 1.5,
+      "int8_latency<=source/10 (audio in)":
+          s["latency_int8_ms"] <= s["latency_source_ms"] / 10,
+      "int8_latency<=source/10 (features in)":
+          s["latency_int8_features_ms"] <= s["latency_source_features_ms"] / 10,
+      "exit_1<=full/3 (audio in)":
+          s["latency_exit_1_ms"] <= s["latency_full_student_ms"] / 3,
+      "exit_1<=full/3 (features in)":
+          s["latency_exit_1_features_ms"] <= s["latency_full_student_features_ms"] / 3,
+      "exit_1<=full/3 (TFLM, host)":
+          s["latency_exit_1_tflm_ms"] <= s["latency_full_student_tflm_ms"] / 3,
+  }
+  details = {
+      "flags": {k: F[k].value for k in ("student", "source", "records_dir",
+                                        "corpus", "fold", "num_calibration",
+                                        "runs", "warmup")},
+      "test_clips": int(len(y)), "calibration_clips": int(len(idx)),
+      "uar": uars, "int8_float_agreement": agree, "latency_ms": latency,
+      "bytes": sizes, "mcu_arena_bytes": arena,
+      "mcu_boundaries": side["micro"]["boundaries"],
+      "tflm_equals_litert_reference": identical,
+      "tflm_vs_litert_xnnpack_max_lsb": xnn_lsb, "targets": targets,
+      "exit_macs": side["exit_macs"], "wall_s": time.time() - t0,
+  }
+  rows = [[n, f"{uars['keras'][n]:.1f}", f"{uars['phone_float'][n]:.1f}",
+           f"{uars['phone_int8'][n]:.1f}", f"{uars['mcu_int8'][n]:.1f}",
+           f"{uars['full_int8_features'][n]:.1f}", f"{100 * agree[n]:.0f}%",
+           f"{latency[f'phone_float/{n}']:.2f}", f"{latency[f'phone_int8/{n}']:.2f}",
+           f"{latency[f'mcu_stage_{k}_features']:.3f}", stage_bytes[k - 1],
+           arena[k - 1]]
+          for k, n in enumerate(names, start=1)]
+  md = ("## Student, per exit (EmoDB fold %d test speakers, %d clips)\n\n"
+        % (F.fold, len(y)) + markdown_table(
+            ["exit", "UAR Keras", "UAR phone float", "UAR phone int8",
+             "UAR MCU int8", "UAR full int8 (features)", "int8=float",
+             "ms float (audio)", "ms int8 (audio)", "ms MCU stage k (features)",
+             "stage bytes", "TFLM arena"], rows))
+  md += "\n## Summary\n\n" + markdown_table(
+      ["metric", "value"], [[k, f"{v:.3f}" if isinstance(v, float) else v]
+                            for k, v in summary.items()])
+  md += "\n## Targets\n\n" + markdown_table(
+      ["target", "met"], [[k, "yes" if v else "NO"] for k, v in targets.items()])
+  md += ("\nLatency: LiteRT (XNNPACK), 1 thread, median of %d runs after %d "
+         "warm-up runs, one 3 s clip. 'audio' includes the float log-Mel front "
+         "end (%.2f ms alone); 'features' excludes it. int8_bytes is the sum of "
+         "the MCU stage models; TFLM arena is RecordingMicroAllocator's total "
+         "on x86-64. TFLM and LiteRT (reference kernels) stage outputs "
+         "identical: %s; LiteRT with XNNPACK differs from TFLM by at most %d "
+         "LSB. TFLM latency is the Python TFLM interpreter on this host "
+         "(reference kernels), a proxy for relative cost on a device.\n"
+         % (F.runs, F.warmup, latency["front_end_float"], identical, xnn_lsb))
+  path = write_results(F.name, summary, details, md,
+                       out_dir=F.results_dir or RESULTS_DIR)
+  logging.info("wrote %s in %.0f s", path, time.time() - t0)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,59 @@
+"""nsl-ser export: int8 TFLite models for phones, MCUs and the Edge TPU.
+
+  nsl-ser export --model=work/student/model.keras \
+      --representative_records=work/records/emodb --corpus=emodb --fold=0 \
+      --out_dir=tflite_models/student
+
+Calibration clips come from the TRAINING speakers of the split only.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags, logging
+
+from nsl_ser import export, models, source, splits
+from nsl_ser.features import FrontEndConfig
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Trained Keras model (.keras), ideally with exits.")
+flags.DEFINE_string("representative_records", None,
+                    "Prepared corpus (nsl-ser prepare) for calibration clips.")
+flags.DEFINE_string("corpus", "emodb", "Corpus of the records (selects the split).")
+flags.DEFINE_integer("fold", 0, "Split fold; only its training speakers are used.")
+flags.DEFINE_string("out_dir", None, "Output folder (tflite_models/<name>).")
+flags.DEFINE_string("labels", None, "labels.txt (default: the records' labels).")
+flags.DEFINE_integer("num_calibration", 200,
+                     "Training clips used for calibration (seeded subset).")
+flags.DEFINE_integer("seed", 0, "Seed of the calibration subset.")
+flags.DEFINE_bool("micro", True, "Also write the MCU stage models.")
+flags.DEFINE_bool("edgetpu", True, "Also write the Edge TPU model + report.")
+flags.mark_flags_as_required(["model", "representative_records", "out_dir"])
+
+
+def main(argv) -> None:
+  del argv
+  model = models.load_model(FLAGS.model)
+  if FLAGS.labels:
+    with open(FLAGS.labels) as f:
+      labels = f.read().split()
+  else:
+    labels = source.read_labels(FLAGS.representative_records)
+  split = splits.get_split(FLAGS.corpus, FLAGS.fold)
+  front_end = FrontEndConfig()
+  audio, _, ids = export.load_audio(FLAGS.representative_records, labels,
+                                    sorted(split.train), front_end)
+  idx = export.calibration_subset(len(audio), FLAGS.num_calibration, FLAGS.seed)
+  logging.info("calibrating on %d of %d training clips", len(idx), len(audio))
+  side = export.export_all(
+      model, FLAGS.out_dir, labels, audio[idx], front_end,
+      provenance={"corpus": FLAGS.corpus, "fold": FLAGS.fold,
+                  "partition": "train", "speakers": sorted(split.train),
+                  "seed": FLAGS.seed, "model": os.path.abspath(FLAGS.model)},
+      micro=FLAGS.micro, edgetpu=FLAGS.edgetpu)
+  summary = {rel: info["bytes"] for rel, info in side["files"].items()
+             if rel.endswith(".tflite")}
+  if "micro" in side:
+    summary["micro_arena_bytes"] = side["micro"]["arena_bytes"]
+  print(json.dumps(summary, indent=2))

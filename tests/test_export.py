@@ -1,0 +1,322 @@
+"""Edge export on real EmoDB clips: phone, MCU and Edge TPU models.
+
+One briefly trained early-exit student (a few seconds of training, so
+predictions are not degenerate) is exported once through the CLI; the
+tests load, run and cross-check what it wrote.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nsl_ser import data, edgetpu, export, litert, micro, models, records, splits
+from nsl_ser.compat import keras, tf
+from nsl_ser.litert import ModelError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXITS = [f"exit_{k}" for k in range(1, 5)]
+
+
+@pytest.fixture(scope="module")
+def emodb(records_dir):
+  rec = os.path.join(records_dir, "emodb")
+  labels = open(os.path.join(rec, "labels.txt")).read().split()
+  split = splits.get_split("emodb", 0)
+  arrays = data.load_arrays(records.list_shards(rec), labels)
+  audio, y, _ = export.load_audio(rec, labels, sorted(split.test))
+  return {"rec": rec, "labels": labels, "split": split,
+          "train": arrays.by_speakers(split.train), "test_audio": audio,
+          "test_y": y, "test_feats": export.features_of(audio)}
+
+
+@pytest.fixture(scope="module")
+def student(emodb, tmp_path_factory):
+  """A student with exits trained for a few epochs on fold-0 training."""
+  tr = emodb["train"]
+  keras.utils.set_random_seed(0)
+  m = models.build_cnn(len(emodb["labels"]), exits=True)
+  models.adapt_normalization(m, tr.features)
+  for layer in m.layers:  # short run: let BN statistics catch up
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.momentum = 0.8
+  m.compile(keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+  m.fit(tr.features, [tr.labels] * 4, batch_size=32, epochs=12, verbose=0)
+  path = str(tmp_path_factory.mktemp("student") / "model.keras")
+  m.save(path)
+  return m, path
+
+
+@pytest.fixture(scope="module")
+def out(student, emodb, tmp_path_factory):
+  """`nsl-ser export` run end to end in a subprocess."""
+  out_dir = str(tmp_path_factory.mktemp("export") / "student")
+  cmd = [sys.executable, "-m", "nsl_ser.cli", "export", f"--model={student[1]}",
+         f"--representative_records={emodb['rec']}", "--corpus=emodb",
+         "--fold=0", f"--out_dir={out_dir}", "--num_calibration=64"]
+  r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  return out_dir
+
+
+def _side(out):
+  with open(os.path.join(out, "model.json")) as f:
+    return json.load(f)
+
+
+def _stages(out, runner=litert.Model.from_file, **kw):
+  return [runner(os.path.join(out, f"micro/stage_{k}_int8.tflite"), **kw)
+          for k in range(1, 5)]
+
+
+def test_export_writes_models_labels_and_sidecar(out, emodb):
+  side = _side(out)
+  for rel in ["model_float.tflite", "model_int8.tflite", "labels.txt",
+              "edgetpu/model_int8.tflite", "edgetpu/compat_report.json"] + [
+                  f"micro/stage_{k}{s}" for k in range(1, 5)
+                  for s in ("_int8.tflite", "/model_data.cc", "/model_data.h")]:
+    assert os.path.exists(os.path.join(out, rel)), rel
+  assert side["labels"] == emodb["labels"] == open(
+      os.path.join(out, "labels.txt")).read().split()
+  assert side["exits"] == EXITS
+  macs = [side["exit_macs"][e] for e in EXITS]
+  assert macs == sorted(macs) and macs[0] < macs[-1] / 5
+  assert side["front_end"]["sample_rate"] == 16000
+  assert side["front_end"]["feature_shape"] == [298, 40]
+  assert "RAVDESS" in side["licence"] and "EmoDB" in side["licence"]
+  cal = side["calibration"]
+  assert set(cal["speakers"]) == set(emodb["split"].train)
+  assert not set(cal["speakers"]) & set(emodb["split"].test)
+  for rel, info in side["files"].items():
+    with open(os.path.join(out, rel), "rb") as f:
+      assert litert.sha256(f.read()) == info["sha256"], rel
+  assert all(b["equal"] for b in side["micro"]["boundaries"])
+
+
+def test_every_tflite_loads_and_runs(out, emodb):
+  side = _side(out)
+  x_audio = emodb["test_audio"][:1]
+  x_feat = emodb["test_feats"][:1]
+  for rel, info in side["files"].items():
+    if not rel.endswith(".tflite"):
+      continue
+    m = litert.Model.from_file(os.path.join(out, rel))
+    assert set(m.signatures) == set(info["signatures"])
+    for sig in m.signatures:
+      (inp,) = m.inputs(sig)
+      x = {"audio": x_audio, "features": x_feat}.get(
+          inp.name, np.zeros(inp.shape, np.float32))
+      y = m.run(sig, **{inp.name: x})
+      assert set(y) == set(info["signatures"][sig]["outputs"])
+      for name, v in y.items():
+        if name.startswith("exit_"):
+          assert v.shape == (1, 7) and abs(float(v.sum()) - 1) < 0.02
+    if rel.startswith("micro/"):
+      mm = micro.MicroModel.from_file(os.path.join(out, rel))
+      assert mm.run(np.zeros(mm.inputs[0].shape, np.int8), raw=True)
+
+
+def test_phone_models_one_signature_per_exit(out, student, emodb):
+  m, _ = student
+  ref = models.with_front_end(export.exits_model(m)).predict(
+      emodb["test_audio"][:4], verbose=0)
+  for kind in ("float", "int8"):
+    pm = litert.Model.from_file(os.path.join(out, f"model_{kind}.tflite"))
+    assert pm.signatures == EXITS
+    for k, e in enumerate(EXITS):
+      (inp,) = pm.inputs(e)
+      assert (inp.name, inp.shape, inp.dtype) == ("audio", (1, 48000), "float32")
+      assert [t.name for t in pm.outputs(e)] == [e]
+      got = litert.run_batch(pm, e, "audio", emodb["test_audio"][:4])[e]
+      tol = 1e-4 if kind == "float" else 0.15
+      assert np.abs(got - ref[k]).max() < tol, (kind, e)
+  # the int8 model keeps the front end float: QUANTIZE right before the CNN
+  ops = litert.op_names(open(os.path.join(out, "model_int8.tflite"), "rb").read())[0]
+  assert ops.index("QUANTIZE") > ops.index("LOG") > ops.index("RFFT2D")
+
+
+def test_int8_agrees_with_float_on_real_clips(out, emodb):
+  pf, pq = (litert.Model.from_file(os.path.join(out, f"model_{k}.tflite"))
+            for k in ("float", "int8"))
+  a = emodb["test_audio"]
+  for e in EXITS:
+    f = litert.run_batch(pf, e, "audio", a)[e].argmax(1)
+    q = litert.run_batch(pq, e, "audio", a)[e].argmax(1)
+    assert np.mean(f == q) >= 0.9, e
+  assert len(set(f)) >= 3  # the deepest exit is not degenerate
+
+
+def test_tflm_and_litert_identical_on_int8_stages(out, emodb):
+  tflm = _stages(out, micro.MicroModel.from_file)
+  ref = _stages(out, reference_kernels=True)
+  xnn = _stages(out)
+  q = tflm[0].inputs[0].qparams
+  for clip in emodb["test_feats"][:4]:
+    x = q.quantize(clip[None])
+    a, b = micro.run_chain(tflm, x), micro.run_chain(ref, x)
+    for n in a:
+      np.testing.assert_array_equal(a[n], b[n])
+    for k in range(4):  # XNNPACK rounds a little differently
+      ya, yc = tflm[k](x, raw=True), xnn[k](x, raw=True)
+      for n in ya:  # activations within 3 LSB, probabilities within 12/256
+        lsb = np.abs(ya[n].astype(int) - yc[n]).max()
+        assert lsb <= (3 if n.endswith("_act") else 12), (k, n, lsb)
+      x = ya.get(f"block{k + 1}_act")
+
+
+def test_chained_stages_match_single_int8_model(out, emodb):
+  stages = _stages(out)
+  full = litert.Model.from_file(os.path.join(out, "edgetpu/model_int8.tflite"))
+  feats = emodb["test_feats"][:24]
+  single = litert.run_batch(full, None, "features", feats)
+  q = stages[0].inputs()[0].qparams
+  outq = [micro.stage_output_qparams(s.data, e) for s, e in zip(stages, EXITS)]
+  chained = [micro.run_chain(stages, q.quantize(x[None])) for x in feats]
+  for k, e in enumerate(EXITS):
+    c = np.concatenate([outq[k].dequantize(o[e]) for o in chained])
+    assert np.abs(c - single[e]).max() < 0.1, e
+    assert np.mean(c.argmax(1) == single[e].argmax(1)) >= 0.9, e
+  # an early exit only needs the stages before it
+  early = micro.run_chain(stages, q.quantize(feats[:1]), deepest=1)
+  assert list(early) == ["exit_1"]
+
+
+def test_stage_boundaries_and_arena(out):
+  side = _side(out)
+  data = [s.data for s in _stages(out)]
+  for k in range(1, 4):
+    assert (micro.stage_output_qparams(data[k - 1], f"block{k}_act")
+            == micro.stage_input_qparams(data[k]))
+  for k, d in enumerate(data, start=1):
+    arena = side["files"][f"micro/stage_{k}_int8.tflite"]["arena_bytes"]
+    assert arena == side["micro"]["arena_bytes"][k - 1] > 0
+    mm = micro.MicroModel(d, arena_size=arena)  # exactly enough
+    mm.run(np.zeros(mm.inputs[0].shape, np.int8))
+    assert mm.arena_bytes() == arena
+  with pytest.raises(ModelError, match="TFLM"):
+    micro.MicroModel(data[0], arena_size=side["micro"]["arena_bytes"][0] // 2)
+
+
+def test_c_arrays_hold_the_stage_bytes(out):
+  for k in range(1, 5):
+    tfl = open(os.path.join(out, f"micro/stage_{k}_int8.tflite"), "rb").read()
+    cc = open(os.path.join(out, f"micro/stage_{k}/model_data.cc")).read()
+    h = open(os.path.join(out, f"micro/stage_{k}/model_data.h")).read()
+    assert micro.parse_c_array(cc) == tfl
+    assert f"g_stage_{k}_model_len = {len(tfl)};" in cc
+    assert f"alignas(16) const unsigned char g_stage_{k}_model[]" in cc
+    assert f"extern const unsigned char g_stage_{k}_model[];" in h
+
+
+def _tiny_int8(extra: keras.layers.Layer) -> bytes:
+  inp = keras.Input((8,), name="x")
+  h = extra(keras.layers.Dense(8, name="d1")(inp))
+  m = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="p")(h))
+  rep = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+  return export.convert_int8(m, rep)
+
+
+def test_edgetpu_checker(out):
+  shipped = open(os.path.join(out, "edgetpu/model_int8.tflite"), "rb").read()
+  assert edgetpu.check(shipped) == []
+  report = json.load(open(os.path.join(out, "edgetpu/compat_report.json")))
+  assert report["maps_fully"] and report["problems"] == []
+  # float phone model: float tensors from op #0, RFFT2D unsupported, all CPU
+  phone = open(os.path.join(out, "model_float.tflite"), "rb").read()
+  probs = edgetpu.check(phone)
+  first = [p for p in probs if p.op is not None and not p.cpu_fallback]
+  assert {p.op_index for p in first} == {0}
+  assert any(p.op == "RFFT2D" and p.cpu_fallback for p in probs)
+  n_ops = sum(len(o) for o in litert.op_names(phone))
+  assert len([p for p in probs if p.op is not None]) == n_ops
+  # an int8 model with one unsupported op: it and everything after it
+  bad = _tiny_int8(keras.layers.LeakyReLU(0.1))
+  ops = litert.op_names(bad)[0]
+  probs = edgetpu.check(bad)
+  i = ops.index("LEAKY_RELU")
+  assert probs[0].op == "LEAKY_RELU" and probs[0].op_index == i
+  assert "not supported" in probs[0].reason
+  assert [p.op_index for p in probs] == list(range(i, len(ops)))
+  assert edgetpu.check(_tiny_int8(keras.layers.ReLU())) == []
+  # a float LOG op, and a dynamic batch dimension
+  inp = keras.Input((8,), name="x")
+  logm = keras.Model(inp, keras.layers.Lambda(lambda t: tf.math.log(t + 1.0))(inp))
+  conv = tf.lite.TFLiteConverter.from_keras_model(logm).convert()
+  reasons = " ".join(p.reason for p in edgetpu.check(conv))
+  assert "not supported" in reasons and "dynamic shape" in reasons
+
+
+def test_corrupt_truncated_and_mismatched_models_raise(out, tmp_path):
+  src = os.path.join(out, "micro/stage_1_int8.tflite")
+  data = open(src, "rb").read()
+  cases = {"trunc.tflite": data[:len(data) // 2], "empty.tflite": b"",
+           "text.tflite": b"not a model at all" * 4,
+           "tail.tflite": data[:-64]}
+  for name, blob in cases.items():
+    p = tmp_path / name
+    p.write_bytes(blob)
+    for loader in (litert.Model.from_file, micro.MicroModel.from_file):
+      with pytest.raises(ModelError, match=name):
+        loader(str(p))
+  with pytest.raises(ModelError, match="cannot read"):
+    litert.Model.from_file(str(tmp_path / "missing.tflite"))
+  # sidecar: input shape mismatch and changed bytes
+  d = tmp_path / "copy"
+  shutil.copytree(out, d)
+  side = json.load(open(d / "model.json"))
+  sig = side["files"]["model_int8.tflite"]["signatures"]["exit_1"]
+  sig["inputs"]["audio"]["shape"] = [1, 32000]
+  json.dump(side, open(d / "model.json", "w"))
+  with pytest.raises(ModelError, match=r"model_int8.tflite.*shape \[1, 48000\]"):
+    litert.Model.from_file(str(d / "model_int8.tflite"))
+  litert.Model.from_file(str(d / "model_float.tflite"))  # others still load
+  blob = bytearray((d / "micro/stage_2_int8.tflite").read_bytes())
+  blob[len(blob) // 2] ^= 0xFF
+  (d / "micro/stage_2_int8.tflite").write_bytes(bytes(blob))
+  with pytest.raises(ModelError, match="sha256"):
+    micro.MicroModel.from_file(str(d / "micro/stage_2_int8.tflite"))
+
+
+def test_feature_model_converters_and_qparams(student, emodb):
+  m, _ = student
+  em = export.exits_model(m)
+  feats = emodb["test_feats"][:2]
+  fl = litert.Model(export.convert_float(em))
+  out = litert.run_batch(fl, None, "features", feats)
+  ref = em.predict(feats, verbose=0)
+  for k, e in enumerate(EXITS):
+    np.testing.assert_allclose(out[e], ref[k], atol=1e-5)
+  qp = litert.QParams(0.1, -128)
+  q = np.arange(-128, 128, dtype=np.int8)
+  assert np.array_equal(qp.quantize(qp.dequantize(q)), q)
+  assert np.array_equal(micro.requantize(q, qp, qp), q)
+  other = litert.QParams(0.2, -128)
+  err = np.abs(other.dequantize(micro.requantize(q, qp, other)) - qp.dequantize(q))
+  assert err.max() <= 0.1 + 1e-6
+
+
+def test_export_benchmark_script(student, emodb, tmp_path):
+  """experiments/export_benchmark.py end to end (few timing runs)."""
+  src = models.build_cnn(len(emodb["labels"]), models.SOURCE)
+  models.adapt_normalization(src, emodb["train"].features[:32])
+  src.save(str(tmp_path / "source.keras"))
+  cmd = [sys.executable, "experiments/export_benchmark.py",
+         f"--student={student[1]}", f"--source={tmp_path / 'source.keras'}",
+         f"--records_dir={emodb['rec']}", f"--out_dir={tmp_path / 'work'}",
+         f"--results_dir={tmp_path / 'results'}", "--num_calibration=32",
+         "--runs=5", "--warmup=1"]
+  r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert r.returncode == 0, r.stderr[-3000:]
+  res = json.load(open(tmp_path / "results" / "export.json"))
+  s = res["summary"]
+  for k in ("int8_bytes", "mcu_arena_bytes", "uar_float", "uar_int8",
+            "latency_source_ms", "latency_int8_ms", "latency_exit_1_ms",
+            "latency_full_student_ms"):
+    assert isinstance(s[k], (int, float)) and s[k] > 0, k
+  assert s["mcu_arena_bytes"] == max(res["mcu_arena_bytes"])
+  assert s["int8_bytes"] == sum(res["bytes"]["mcu_stages"])
+  assert res["tflm_equals_litert_reference"] is True
+  assert (tmp_path / "results" / "export.md").exists()

@@ -41,6 +41,7 @@ flags.DEFINE_float("kd_weight", 1.0, "Weight of the KL term.")
 flags.DEFINE_float("feature_weight", 1.0, "Weight of the feature term.")
 flags.DEFINE_float("ce_weight", 1.0, "Weight of the shallow exits' CE.")
 flags.DEFINE_list("label_shares", ["0.1", "0.25", "0.5"], "Low-label shares.")
+flags.DEFINE_integer("low_label_seeds", 1, "Seeds for the low-label runs.")
 flags.DEFINE_integer("max_nbrs", 3, "Graph neighbours for (d).")
 flags.DEFINE_float("multiplier", 0.1, "Graph multiplier for (d).")
 flags.DEFINE_string("results_dir", RESULTS_DIR, "Where results go.")
@@ -149,7 +150,8 @@ def main(argv):
       row["finetune_sd_graph"] = exits_report(m, te)[1]
       logging.info("fold %d seed %d: %s", fold, seed, row)
       runs.append(row)
-      for share in [float(s) for s in F.label_shares]:
+      for share in ([float(s) for s in F.label_shares]
+                    if seed < F.low_label_seeds else []):
         mask = stratified_share(tr.labels, share, seed)
         sub = tr.subset(mask)
         m, _ = nsl_train.train_classifier(sub, va, k, models.STUDENT, cfg(seed),

@@ -40,10 +40,8 @@ def _block_layers(model: keras.Model, k: int) -> List[keras.layers.Layer]:
           if f"block{k}_{s}" in names]
 
 
-def _head_layers(model: keras.Model, k: int, last: bool) -> List[keras.layers.Layer]:
-  names = ["gap", "fc1", "dropout", export.output_names(model)[-1]] if last else [
-      f"exit_{k}_gap", f"exit_{k}_fc", f"exit_{k}_dropout", f"exit_{k}"]
-  return [model.get_layer(n) for n in names]
+def _head_layers(model: keras.Model, k: int) -> List[keras.layers.Layer]:
+  return [model.get_layer(n) for n in models.head_layer_names(model, k)]
 
 
 def stage_model(model: keras.Model, k: int) -> keras.Model:
@@ -68,7 +66,7 @@ def stage_model(model: keras.Model, k: int) -> keras.Model:
     x = layer(x, training=False)
   act = keras.layers.Identity(name=f"block{k}_act")(x)
   e = act
-  for layer in _head_layers(model, k, k == n):
+  for layer in _head_layers(model, k):
     e = layer(e, training=False)
   return keras.Model(inp, e if k == n else [act, e], name=f"stage_{k}")
 

@@ -23,7 +23,7 @@ class CNNConfig:
   name: str = "student"
   # 12 channels at 149x20 after block 1 keep the TFLite Micro arena of the
   # int8 stage models under 64 KB (block 1 + block 2 activations coexist).
-  filters: Tuple[int, ...] = (12, 24, 48, 96)
+  filters: Tuple[int, ...] = (12, 24, 48, 64)
   strides: Tuple[int, ...] = (2, 2, 2, 2)
   pool: bool = False          # 2x2 max-pool after each block
   fc_units: int = 64          # width of fc1 (the embedding layer)
@@ -92,13 +92,26 @@ def conv_block(x: tf.Tensor, i: int, filters: int, stride: int,
 
 def exit_head(x: tf.Tensor, i: int, num_classes: int, units: int,
               dropout: float) -> Tuple[tf.Tensor, tf.Tensor]:
-  """Early exit after block i: pooling -> projection (as wide as ``fc1``, so
-  the feature loss can compare them) -> softmax."""
-  h = keras.layers.GlobalAveragePooling2D(name=f"exit_{i}_gap")(x)
+  """Early exit after block i: average over time (exit 1) or over time and
+  pairs of frequency bins (deeper exits, which have more channels), keeping
+  the spectral shape a shallow exit needs -> flatten ->
+  projection (as wide as ``fc1``, so the feature loss can compare them) ->
+  softmax. Pooling is AVERAGE_POOL_2D, which TFLite Micro and the Edge TPU
+  both run."""
+  h = keras.layers.AveragePooling2D((x.shape[1], 1 if i == 1 else 2),
+                                    name=f"exit_{i}_pool")(x)
+  h = keras.layers.Flatten(name=f"exit_{i}_flatten")(h)
   h = keras.layers.Dense(units, activation="relu", name=f"exit_{i}_fc")(h)
   d = keras.layers.Dropout(dropout, name=f"exit_{i}_dropout")(h)
   return h, keras.layers.Dense(num_classes, activation="softmax",
                                name=f"exit_{i}")(d)
+
+
+def head_layer_names(model: keras.Model, k: int) -> List[str]:
+  """Layers of exit k's head in order (the last exit is the main head)."""
+  if k == len(exit_names(model)):
+    return ["gap", "fc1", "dropout", f"exit_{k}"]
+  return [f"exit_{k}_{s}" for s in ("pool", "flatten", "fc", "dropout")] + [f"exit_{k}"]
 
 
 def build_cnn(num_classes: int, cfg: CNNConfig = STUDENT,

@@ -97,7 +97,8 @@ def main(argv):
   raw_fc1 = models.embedding_model(src_model, "fc1").predict(allx.features, verbose=0)
   label_by_id = dict(zip(allx.ids, allx.labels))
 
-  def run_fold(fold, seeds, max_nbrs, multiplier, baselines=True):
+  def run_fold(fold, seeds, max_nbrs, multiplier, baselines=True,
+               target_degree=None, reg_layer=None):
     split = splits.get_split("emodb", fold)
     part = {p: allx.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
     mask = {p: np.isin(allx.speakers, list(getattr(split, p))) for p in ("train", "val", "test")}
@@ -105,20 +106,23 @@ def main(argv):
     gcfg = graph.GraphConfig(max_nbrs=max_nbrs)
     temb = np.stack([emb_by_id[i] for i in train_ids])
     gcfg.similarity_threshold = (F.similarity_threshold if F.similarity_threshold
-                                 is not None else graph.auto_threshold(temb, F.target_degree))
+                                 is not None else graph.auto_threshold(
+                                     temb, target_degree or F.target_degree))
     gdir = os.path.join(F.work_dir, "graphs")
+    gname = f"emodb_fold{fold}_deg{target_degree or F.target_degree:g}"
     gpath = graph.build_graph(emb_by_id, train_ids,
-                              os.path.join(gdir, f"emodb_fold{fold}.tsv"), gcfg)
+                              os.path.join(gdir, f"{gname}.tsv"), gcfg)
     stats = graph.graph_stats(gpath, train_ids, label_by_id)
     stats["threshold"] = gcfg.similarity_threshold
     packed_path = graph.pack(records.list_shards(rec["emodb"]), train_ids, gpath,
-                             os.path.join(gdir, f"emodb_fold{fold}_k{max_nbrs}.tfrecord"),
+                             os.path.join(gdir, f"{gname}_k{max_nbrs}.tfrecord"),
                              gcfg)
     packed = data.packed_arrays([packed_path], labels, max_nbrs)
     out = {"graph": {k_: v for k_, v in stats.items() if k_ != "degrees"},
            "runs": []}
     reg = nsl_train.GraphRegParams(max_neighbors=max_nbrs, multiplier=multiplier,
-                                   distance_type=F.distance, layer=F.reg_layer)
+                                   distance_type=F.distance,
+                                   layer=reg_layer or F.reg_layer)
     for seed in seeds:
       for cfg in (stu_cfg, ft_cfg):
         cfg.seed = seed
@@ -167,7 +171,7 @@ def main(argv):
                    "float_bytes": len(export.convert_float(m)),
                    "int8_bytes": len(export.convert_int8(m, rep))}
 
-  sweep = []
+  sweep, ablation = [], []
   if F.sweep and not quick:
     for nb in (1, 3, 5):
       for mult in (0.01, 0.1, 0.5):
@@ -176,6 +180,16 @@ def main(argv):
                       "uar": r["runs"][0]["graph"]["uar"],
                       "wa": r["runs"][0]["graph"]["wa"]})
         logging.info("sweep %s", sweep[-1])
+    # what the paper did, and the alternatives: the regularised layer and
+    # the graph's density (threshold chosen for a mean degree)
+    for layer, deg in (("probs", None), ("fc1", 2.0), ("fc1", 12.0)):
+      r = run_fold(folds[0], [0], F.max_nbrs, F.multiplier, baselines=False,
+                   target_degree=deg, reg_layer=layer)
+      ablation.append({"reg_layer": layer, "target_degree": deg or F.target_degree,
+                       "homophily": r["graph"]["homophily"],
+                       "edges": r["graph"]["edges"],
+                       "uar": r["runs"][0]["graph"]["uar"]})
+      logging.info("ablation %s", ablation[-1])
 
   wall = time.time() - t0
   homophily = float(np.mean([per_fold[f]["graph"]["homophily"] for f in folds]))
@@ -220,6 +234,12 @@ def main(argv):
     md += "\nSweep on fold 0, seed 0 (graph student UAR %):\n\n" + markdown_table(
         ["max_nbrs", "multiplier", "UAR", "WA"],
         [[s["max_nbrs"], s["multiplier"], s["uar"], s["wa"]] for s in sweep])
+  if ablation:
+    md += ("\nAblation on fold 0, seed 0 (graph student; speech-only fold-0 "
+           f"mean {fold_means['speech_only'][folds[0]]:.1f}):\n\n" + markdown_table(
+               ["regularised layer", "target degree", "edges", "homophily", "UAR"],
+               [[a["reg_layer"], a["target_degree"], a["edges"], a["homophily"],
+                 a["uar"]] for a in ablation]))
   md += (f"\nSettings: max_nbrs={F.max_nbrs}, multiplier={F.multiplier}, "
          f"distance={F.distance}, regularised layer={F.reg_layer}, embedding "
          f"normalisation={F.normalize}, target degree={F.target_degree}.\n"
@@ -232,6 +252,7 @@ def main(argv):
       "aggregate": agg, "fold_means": fold_means, "sizes": sizes,
       "source": {k_: src_metrics[k_] for k_ in ("val", "test", "params", "macs")},
       "per_fold": {str(f): v for f, v in per_fold.items()}, "sweep": sweep,
+      "ablation": ablation,
       "flags": {k_: F[k_].value for k_ in ("max_nbrs", "multiplier", "reg_layer",
                                            "distance", "target_degree",
                                            "normalize", "epochs", "seeds")}},

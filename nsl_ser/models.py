@@ -29,6 +29,9 @@ class CNNConfig:
   fc_units: int = 64          # width of fc1 (the embedding layer)
   dropout: float = 0.3
   spec_augment: bool = True   # time/frequency masking while training
+  # "global": average over time and frequency before fc1; "time": over time
+  # only, so fc1 still sees the (coarse) spectral shape.
+  head_pool: str = "global"
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -39,7 +42,7 @@ class CNNConfig:
 # class while training accuracy climbs. 0.9 tracks them within an epoch.
 BN_MOMENTUM = 0.9
 
-STUDENT = CNNConfig()
+STUDENT = CNNConfig(head_pool="time")
 SOURCE = CNNConfig(name="source", filters=(32, 64, 128, 256, 256),
                    strides=(1, 1, 1, 1, 1), pool=True, fc_units=256,
                    dropout=0.4)
@@ -110,7 +113,7 @@ def exit_head(x: tf.Tensor, i: int, num_classes: int, units: int,
 def head_layer_names(model: keras.Model, k: int) -> List[str]:
   """Layers of exit k's head in order (the last exit is the main head)."""
   if k == len(exit_names(model)):
-    return ["gap", "fc1", "dropout", f"exit_{k}"]
+    return ["gap", "flatten", "fc1", "dropout", f"exit_{k}"]
   return [f"exit_{k}_{s}" for s in ("pool", "flatten", "fc", "dropout")] + [f"exit_{k}"]
 
 
@@ -136,7 +139,11 @@ def build_cnn(num_classes: int, cfg: CNNConfig = STUDENT,
       h, p = exit_head(x, i, num_classes, cfg.fc_units, cfg.dropout)
       feats.append(h)
       probs.append(p)
-  x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+  if cfg.head_pool == "time":
+    x = keras.layers.AveragePooling2D((x.shape[1], 1), name="gap")(x)
+  else:
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+  x = keras.layers.Flatten(name="flatten")(x)
   h = keras.layers.Dense(cfg.fc_units, activation="relu", name="fc1")(x)
   x = keras.layers.Dropout(cfg.dropout, name="dropout")(h)
   last = f"exit_{len(cfg.filters)}" if exits else "probs"

@@ -34,24 +34,24 @@ class GraphRegParams:
 
 
 class LayerGraphRegularization(nsl.keras.GraphRegularization):
-  """GraphRegularization whose graph loss compares a named layer's outputs."""
+  """GraphRegularization whose graph loss compares a named layer's outputs
+  (``layer`` may also be the model output, NSL's own behaviour)."""
 
   def __init__(self, base_model: keras.Model, graph_reg_config, layer: str):
     super().__init__(base_model, graph_reg_config)
     self.layer = layer
-    if layer in base_model.output_names:
-      self._dual = None
-    else:
-      self._dual = keras.Model(base_model.inputs,
-                               [base_model.output, base_model.get_layer(layer).output])
+    target = (base_model.output if layer in base_model.output_names
+              else base_model.get_layer(layer).output)
+    self._dual = keras.Model(base_model.inputs, [base_model.output, target])
 
   def call(self, inputs, training=False, **kwargs):
-    if self._dual is None:
-      return super().call(inputs, training=training, **kwargs)
     sample, nbrs, nbr_weights = self.nbr_features_layer.call(inputs)
     out, emb = self._dual(sample, training=training, **kwargs)
     if nbr_weights is not None and nbrs and self.graph_reg_config.multiplier > 0:
-      _, nbr_emb = self._dual(nbrs, training=training, **kwargs)
+      # Neighbours run in inference mode: nodes without neighbours carry
+      # zero-weight placeholder inputs, which must not enter BatchNorm's
+      # moving statistics (in training mode they did, and test UAR fell).
+      _, nbr_emb = self._dual(nbrs, training=False, **kwargs)
       graph_loss = self.regularizer(sources=emb, targets=nbr_emb,
                                     weights=nbr_weights)
     else:

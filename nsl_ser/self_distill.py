@@ -115,7 +115,9 @@ class SelfDistillationModel(keras.Model):
     terms = distillation_terms(y, outs[:k], outs[k:], self.config, sw)
     total = terms["total"]
     if nbrs is not None and training and self.graph_reg.multiplier > 0:
-      nbr_outs = self.backbone(nbrs, training=True)
+      # inference mode: zero-weight placeholder neighbours must not enter
+      # BatchNorm's moving statistics
+      nbr_outs = self.backbone(nbrs, training=False)
       which = range(k) if self.regularize_all_exits else [k - 1]
       g = tf.add_n([self.regularizer(sources=outs[k + j], targets=nbr_outs[k + j],
                                      weights=nbr_w) for j in which])

@@ -141,14 +141,14 @@ def run_pipeline(cfg: RunConfig, stages: Optional[List[Stage]] = None,
 
 
 def install_models(tflite_dir: str, dest: str) -> None:
-  """Copies the phone models, labels and sidecar to ``dest`` (atomically:
+  """Copies the int8 phone model, labels and sidecar to ``dest`` (atomically:
   into a temporary folder, then renamed)."""
   tmp = dest.rstrip("/") + ".tmp"
   if os.path.exists(tmp):
     shutil.rmtree(tmp)
   os.makedirs(tmp)
   side = json.load(open(os.path.join(tflite_dir, "model.json")))
-  keep = ["model_int8.tflite", "model_float.tflite", "labels.txt"]
+  keep = ["model_int8.tflite", "labels.txt"]
   for f in keep:
     shutil.copy2(os.path.join(tflite_dir, f), os.path.join(tmp, f))
   side["files"] = {f: v for f, v in side["files"].items() if f in keep}

@@ -12,7 +12,6 @@ fold-0 test speakers, measured again here with LiteRT.
 import json
 import os
 
-import numpy as np
 from absl import app, flags
 
 from nsl_ser import early_exit, evaluation, export, litert, splits

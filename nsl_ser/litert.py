@@ -21,7 +21,7 @@ import json
 import os
 import statistics
 import time
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
@@ -167,12 +167,6 @@ def io_spec(data: bytes) -> Dict[str, dict]:
   return {k: {"inputs": {t.name: t.to_dict() for t in v["inputs"]},
               "outputs": {t.name: t.to_dict() for t in v["outputs"]}}
           for k, v in signature_io(data).items()}
-
-
-def constant_bytes(data: bytes) -> int:
-  """Bytes in non-empty constant buffers (weights and other constants)."""
-  return int(sum(len(b.data) for b in model_t(data).buffers
-                 if b.data is not None))
 
 
 def find_sidecar(path: str, levels: int = 2) -> Optional[str]:

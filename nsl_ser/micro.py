@@ -234,23 +234,6 @@ class MicroModel:
     return int(m.group(1))
 
 
-def min_arena_bytes(data: bytes, sample: np.ndarray, step: int = 16) -> int:
-  """Smallest ``arena_size`` (multiple of ``step``) that loads and runs."""
-  def runs(size: int) -> bool:
-    try:
-      MicroModel(data, arena_size=size).run(sample)
-      return True
-    except ModelError:
-      return False
-  lo, hi = 0, 64 * 1024
-  while not runs(hi):
-    lo, hi = hi, hi * 2
-  while hi - lo > step:
-    mid = (lo + hi) // 2 // step * step
-    lo, hi = (lo, mid) if runs(mid) else (mid, hi)
-  return hi
-
-
 def run_chain(stages: Sequence, features_q: np.ndarray,
               deepest: Optional[int] = None) -> Dict[str, np.ndarray]:
   """Runs stages 1..deepest (MicroModel or litert.Model) on one int8

@@ -19,7 +19,6 @@ import shutil
 import time
 from typing import Callable, Dict, List, Optional
 
-import numpy as np
 from tqdm import tqdm
 
 from nsl_ser.prepare import atomic_write_text

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Sequence
 
 import numpy as np
 

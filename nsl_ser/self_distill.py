@@ -14,7 +14,7 @@ also pulled towards those of graph neighbours.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from nsl_ser.compat import keras, nsl, tf
 from nsl_ser.nsl_train import GraphRegParams

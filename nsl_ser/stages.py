@@ -1,7 +1,6 @@
 """The stages of ``nsl-ser run`` (see :mod:`nsl_ser.pipeline`)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Dict, List

@@ -1,11 +1,9 @@
 """``prepare`` over the real corpora and over bad input."""
-import csv
 import os
 import subprocess
 import sys
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from nsl_ser import records, splits

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from absl import flags
 
-from nsl_ser import graph, records, source, splits
+from nsl_ser import graph, records, splits
 from nsl_ser.prepare import atomic_write_text, read_csv
 
 FLAGS = flags.FLAGS

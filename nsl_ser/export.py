@@ -5,15 +5,17 @@
 * :func:`convert_phone`: raw 16 kHz audio in, the :class:`LogMel` front end
   inside, one SignatureDef per exit (``exit_1`` ... ``exit_K``, sharing
   weights; exit k only computes blocks 1..k). The int8 variant is
-  post-training quantised with the front end denylisted, so framing, FFT,
-  Mel and log stay float and ``QUANTIZE`` sits right before the network.
+  post-training quantised with the front end denylisted, so framing, Mel
+  and log stay float and ``QUANTIZE`` sits right before the network; its
+  DFT is a matrix product with int8 weights (:func:`quantize_front_end`).
 * :func:`export_all`: everything ``nsl-ser export`` writes, with
   ``labels.txt`` and the ``model.json`` sidecar (front end, labels, exits,
   I/O, MACs, checksums, arena sizes, licence).
 
-Quantisation-aware training is not implemented: post-training int8 stayed
-within a few clips of float on the models tried (see
-experiments/export_benchmark.py).
+int8 models come from post-training quantisation, or from a
+quantisation-aware-trained copy of the model (``qat_model``, see
+:mod:`nsl_ser.qat`; ``nsl-ser export --quantization=auto`` ships QAT only
+where it beats PTQ on the validation speakers).
 """
 from __future__ import annotations
 
@@ -29,6 +31,10 @@ from nsl_ser.compat import keras, tf
 from nsl_ser.features import FrontEndConfig, LogMel, fix_length
 
 FRONT_END_SCOPE = "frontend"
+# Dense layers per tensor: one scale instead of one (float + int64 zero
+# point) per output unit; about 1.7 KB less flash per MCU stage, and no
+# measurable UAR change on the student (experiments/results/export.md).
+PER_CHANNEL_DENSE = False
 SIDECAR = "model.json"
 LICENCE = ("Trained on RAVDESS (CC BY-NC-SA 4.0: attribution, non-commercial, "
            "share-alike) and EmoDB (research use only). These models are "
@@ -106,11 +112,15 @@ def convert_int8(model: keras.Model, representative: np.ndarray,
   """Full-integer post-training quantisation (int8 builtins only).
 
   ``representative``: model inputs (e.g. training-split features), one per
-  calibration step.
+  calibration step. Convolutions are quantised per channel, dense layers
+  per tensor (:data:`PER_CHANNEL_DENSE`).
   """
   conv = tf.lite.TFLiteConverter.from_concrete_functions(
       [_static_function(model)], model)
   conv.optimizations = [tf.lite.Optimize.DEFAULT]
+  # pylint: disable-next=protected-access
+  conv._experimental_disable_per_channel_quantization_for_dense_layers = (
+      not PER_CHANNEL_DENSE)
   conv.representative_dataset = lambda: ([x[None].astype(np.float32)]
                                          for x in representative)
   conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -126,10 +136,11 @@ def convert_int8(model: keras.Model, representative: np.ndarray,
 class PhoneModule(tf.Module):
   """One ``tf.function`` per exit: audio [1, samples] -> {exit: probs}."""
 
-  def __init__(self, model: keras.Model, front_end: FrontEndConfig):
+  def __init__(self, model: keras.Model, front_end: FrontEndConfig,
+               dft: str = "fft"):
     super().__init__()
     self.model = model  # tracks the variables once
-    self.front_end = LogMel(front_end, name="log_mel")
+    self.front_end = LogMel(front_end, dft=dft, name="log_mel")
     self.spec = tf.TensorSpec([1, front_end.clip_samples], tf.float32,
                               name="audio")
     self.functions = {n: self._make(exit_submodel(model, n), n)
@@ -165,10 +176,21 @@ def frontend_node_names(data: bytes, scope: str = FRONT_END_SCOPE) -> List[str]:
 
 def convert_phone(model: keras.Model,
                   front_end: FrontEndConfig = FrontEndConfig(),
-                  representative_audio: Optional[np.ndarray] = None) -> bytes:
-  """Audio-input multi-signature model: float, or int8 PTQ (float front end)
-  when ``representative_audio`` [N, samples] is given."""
-  module = PhoneModule(model, front_end)
+                  representative_audio: Optional[np.ndarray] = None,
+                  dft: Optional[str] = None) -> bytes:
+  """Audio-input multi-signature model: float, or int8 PTQ when
+  ``representative_audio`` [N, samples] is given.
+
+  ``dft`` (see :class:`LogMel`): default "fft" for the float model (exact,
+  small) and "matmul" for int8, whose DFT weights are then int8 (hybrid
+  FULLY_CONNECTED, about 3x faster than RFFT2D, +190 KB); the rest of the
+  front end stays float and ``QUANTIZE`` sits right before the network.
+  """
+  dft = dft or ("fft" if representative_audio is None else "matmul")
+  from nsl_ser import models
+  # MEAN instead of whole-time AVERAGE_POOL_2D: same numbers, and XNNPACK
+  # runs it (MCU stages keep AVERAGE_POOL_2D, bit-exact with TFLite Micro).
+  module = PhoneModule(models.with_time_mean_pools(model), front_end, dft)
   sigs = module.signatures()
   with tempfile.TemporaryDirectory() as td:
     tf.saved_model.save(module, td, signatures=sigs)
@@ -194,7 +216,48 @@ def convert_phone(model: keras.Model,
   deny = frontend_node_names(calibrated)
   if not deny:
     raise RuntimeError("front-end ops not found; cannot keep them float")
-  return lite_convert.mlir_quantize(calibrated, denylisted_nodes=deny)
+  data = lite_convert.mlir_quantize(
+      calibrated, denylisted_nodes=deny,
+      disable_per_channel_for_dense_layers=not PER_CHANNEL_DENSE)
+  return quantize_front_end(data, front_end) if dft == "matmul" else data
+
+
+def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
+  """Weight-only int8 for the front end's DFT FULLY_CONNECTED.
+
+  The same hybrid form the converter's dynamic-range quantisation emits:
+  int8 weights per output channel, inputs quantised per frame at run time
+  (``asymmetric_quantize_inputs``), float output. Framing, power, Mel and
+  log stay float. Every signature's DFT op shares one weight buffer.
+  """
+  from nsl_ser import litert
+  from nsl_ser.features import dft_basis
+  schema = litert.schema
+  shape = list(dft_basis(front_end).T.shape)  # FC weights: [out, in]
+  m = litert.model_t(data)
+  done: Dict[int, Tuple[List[float], bytes]] = {}
+  for sg in m.subgraphs:
+    for op in sg.operators or []:
+      if litert.op_name(m, op.opcodeIndex) != "FULLY_CONNECTED":
+        continue
+      w = sg.tensors[op.inputs[1]]
+      if w.type != schema.TensorType.FLOAT32 or list(w.shape) != shape:
+        continue
+      if w.buffer not in done:
+        buf = m.buffers[w.buffer]
+        x = np.frombuffer(bytes(buf.data), np.float32).reshape(shape)
+        scale = np.maximum(np.abs(x).max(axis=1), 1e-12) / 127.0
+        q = np.clip(np.round(x / scale[:, None]), -127, 127).astype(np.int8)
+        done[w.buffer] = (scale.astype(np.float32).tolist(), q.tobytes())
+        buf.data = np.frombuffer(q.tobytes(), np.uint8)
+      qp = schema.QuantizationParametersT()
+      qp.scale, qp.zeroPoint = done[w.buffer][0], [0] * shape[0]
+      qp.quantizedDimension = 0
+      w.type, w.quantization = schema.TensorType.INT8, qp
+      op.builtinOptions.asymmetricQuantizeInputs = True
+  if not done:
+    raise RuntimeError(f"no float DFT FULLY_CONNECTED with weights {shape}")
+  return litert.pack(m)
 
 
 # --------------------------------------------------------------------------
@@ -274,20 +337,27 @@ class _Writer:
     return path
 
 
-def _export_phone(w: _Writer, model: keras.Model, front_end: FrontEndConfig,
-                  calibration_audio: np.ndarray) -> None:
+def _export_phone(w: _Writer, model: keras.Model, int8_model: keras.Model,
+                  front_end: FrontEndConfig, calibration_audio: np.ndarray,
+                  int8_dft: str) -> None:
   from nsl_ser import litert
   for kind, rep in (("float", None), ("int8", calibration_audio)):
-    data = convert_phone(model, front_end, rep)
+    dft = "fft" if rep is None else int8_dft
+    data = convert_phone(model if rep is None else int8_model, front_end, rep,
+                         dft)
     w.add(f"model_{kind}.tflite", data, target="phone",
-          weights="float32" if rep is None else "int8 (front end float32)",
+          weights="float32" if rep is None else
+          "int8; front end float32" + (" except its DFT weights (int8, hybrid)"
+                                       if dft == "matmul" else ""),
+          front_end_dft=dft,
           input="audio", signatures=litert.io_spec(data))
 
 
-def _export_micro(w: _Writer, model: keras.Model, cal_feats: np.ndarray) -> dict:
+def _export_micro(w: _Writer, model: keras.Model, cal_feats: np.ndarray,
+                  qat: bool = False) -> dict:
   """Stage models, their C arrays and measured TFLM arenas."""
   from nsl_ser import litert, micro
-  stages = micro.build_stages(model, cal_feats)
+  stages = micro.build_stages(model, cal_feats, pin_boundaries=qat)
   bounds = micro.check_boundaries(stages)
   assert all(b["equal"] for b in bounds), bounds
   x = micro.stage_input_qparams(stages[0]).quantize(cal_feats[:1])
@@ -323,12 +393,21 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
                calibration_audio: np.ndarray,
                front_end: FrontEndConfig = FrontEndConfig(),
                provenance: Optional[dict] = None,
-               micro: bool = True, edgetpu: bool = True) -> dict:
+               micro: bool = True, edgetpu: bool = True,
+               int8_dft: str = "matmul",
+               qat_model: Optional[keras.Model] = None,
+               quantization: Optional[dict] = None) -> dict:
   """Writes phone (float + int8), MCU stage and Edge TPU models, C arrays,
   ``labels.txt``, ``edgetpu/compat_report.json`` and ``model.json``.
 
   ``calibration_audio``: training-speaker clips [N, clip_samples] used for
   every post-training quantisation (features are computed from them).
+  ``int8_dft``: the int8 phone model's DFT ("matmul": fast, int8 weights;
+  "fft": RFFT2D, about 240 KB smaller, 3x slower front end).
+  ``qat_model`` (:mod:`nsl_ser.qat`): the int8 models are converted from it
+  instead of post-training quantising ``model`` (the float phone model,
+  MACs and parameters still come from ``model``); ``quantization``: how the
+  method was chosen, recorded in the sidecar.
   Returns the sidecar dict.
   """
   from nsl_ser import models
@@ -339,10 +418,12 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   os.makedirs(out_dir, exist_ok=True)
   cal_feats = features_of(calibration_audio, front_end)
   w = _Writer(out_dir)
-  _export_phone(w, model, front_end, calibration_audio)
-  micro_info = _export_micro(w, model, cal_feats) if micro else None
+  q = model if qat_model is None else qat_model
+  _export_phone(w, model, q, front_end, calibration_audio, int8_dft)
+  micro_info = (_export_micro(w, q, cal_feats, qat_model is not None)
+                if micro else None)
   if edgetpu:
-    _export_edgetpu(w, model, cal_feats)
+    _export_edgetpu(w, q, cal_feats)
   w.add("labels.txt", "".join(l + "\n" for l in labels).encode())
   macs = (models.exit_macs(model) if models.exit_names(model)
           else [models.count_macs(model)])
@@ -353,6 +434,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
       "front_end": front_end_spec(front_end),
       "device_contract": DEVICE_CONTRACT,
       "calibration": {"clips": int(len(calibration_audio)), **(provenance or {})},
+      "quantization": {"method": "ptq" if qat_model is None else "qat",
+                       **(quantization or {})},
       "files": w.files, "licence": LICENCE,
   }
   if micro_info:

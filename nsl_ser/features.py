@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -87,24 +87,70 @@ def mel_matrix(config: FrontEndConfig) -> tf.Tensor:
       upper_edge_hertz=config.upper_hz)
 
 
+def mel_bin_range(config: FrontEndConfig) -> Tuple[int, int]:
+  """[first, last) spectrogram bins with a non-zero Mel weight."""
+  used = np.flatnonzero(mel_matrix(config).numpy().any(axis=1))
+  return int(used[0]), int(used[-1]) + 1
+
+
+def dft_basis(config: FrontEndConfig) -> np.ndarray:
+  """[frame_length, 2 * bins] real DFT basis with the Hann window folded in:
+  ``frame @ basis`` gives the real parts then the imaginary parts of the
+  ``fft_length``-point DFT of the windowed, zero-padded frame, for the bins
+  of :func:`mel_bin_range` only."""
+  lo, hi = mel_bin_range(config)
+  n = np.arange(config.frame_length)[:, None]
+  k = np.arange(lo, hi)[None, :]
+  window = tf.signal.hann_window(config.frame_length).numpy()[:, None]
+  angle = 2 * np.pi * n * k / config.fft_length
+  return np.concatenate([window * np.cos(angle), -window * np.sin(angle)],
+                        axis=1).astype(np.float32)
+
+
+DFT_MODES = ("fft", "matmul")
+
+
 class LogMel(keras.layers.Layer):
   """[batch, samples] float waveform -> [batch, frames, mel_bins] log-Mel.
 
   Hann window of ``window_ms``, hop ``hop_ms``, power spectrum of a
   ``fft_length``-point FFT, HTK Mel filter bank, natural log with a floor.
+
+  ``dft="fft"`` uses ``tf.signal.stft`` (training, host features);
+  ``dft="matmul"`` computes the same spectrum as one matrix product with
+  :func:`dft_basis` (only the bins the Mel bank uses). In TFLite that is a
+  FULLY_CONNECTED, which XNNPACK runs several times faster than RFFT2D and
+  which the int8 phone export can weight-quantise (see
+  ``export.quantize_front_end``).
   """
 
-  def __init__(self, config: FrontEndConfig = FrontEndConfig(), **kwargs):
+  def __init__(self, config: FrontEndConfig = FrontEndConfig(),
+               dft: str = "fft", **kwargs):
     super().__init__(**kwargs)
-    self.config = config
+    if dft not in DFT_MODES:
+      raise ValueError(f"dft must be one of {DFT_MODES}, got {dft!r}")
+    self.config, self.dft = config, dft
     self._mel = mel_matrix(config)
+    if dft == "matmul":
+      # |X|^2 @ M = [Re^2, Im^2] @ [M; M]: no split, one more FC row block.
+      lo, hi = mel_bin_range(config)
+      self._basis = tf.constant(dft_basis(config))
+      self._mel = tf.concat([self._mel[lo:hi]] * 2, axis=0)
+
+  def _power(self, waveform: tf.Tensor) -> tf.Tensor:
+    """|X|^2 (fft) or [Re^2, Im^2] (matmul; ``self._mel`` matches)."""
+    c = self.config
+    if self.dft == "fft":
+      stft = tf.signal.stft(waveform, frame_length=c.frame_length,
+                            frame_step=c.frame_step, fft_length=c.fft_length,
+                            window_fn=tf.signal.hann_window, pad_end=False)
+      return tf.square(tf.abs(stft))
+    frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
+    return tf.square(tf.tensordot(frames, self._basis, axes=1))
 
   def call(self, waveform: tf.Tensor) -> tf.Tensor:
     c = self.config
-    stft = tf.signal.stft(waveform, frame_length=c.frame_length,
-                          frame_step=c.frame_step, fft_length=c.fft_length,
-                          window_fn=tf.signal.hann_window, pad_end=False)
-    power = tf.square(tf.abs(stft))
+    power = self._power(waveform)
     mel = tf.tensordot(power, self._mel, axes=1)
     mel.set_shape(power.shape[:-1].concatenate([c.num_mel_bins]))
     return tf.math.log(mel + c.log_floor)
@@ -114,7 +160,8 @@ class LogMel(keras.layers.Layer):
                            self.config.num_mel_bins])
 
   def get_config(self):
-    return {**super().get_config(), "config": self.config.to_dict()}
+    return {**super().get_config(), "config": self.config.to_dict(),
+            "dft": self.dft}
 
   @classmethod
   def from_config(cls, config):

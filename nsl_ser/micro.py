@@ -107,20 +107,37 @@ def requantize(q: np.ndarray, src: QParams, dst: QParams) -> np.ndarray:
   return q if src == dst else dst.quantize(src.dequantize(q))
 
 
+def range_sample(qp: QParams, like: np.ndarray) -> np.ndarray:
+  """One calibration input whose min and max are exactly ``qp``'s range."""
+  edge = np.zeros_like(like[:1])
+  edge.flat[0] = qp.dequantize(np.int8(-128))
+  edge.flat[1] = qp.dequantize(np.int8(127))
+  return edge
+
+
 def build_stages(model: keras.Model, calibration: np.ndarray,
-                 strip_names: bool = True) -> List[bytes]:
+                 strip_names: bool = True,
+                 pin_boundaries: bool = False) -> List[bytes]:
   """Full-int8 stage models calibrated in sequence on the same features.
 
   Stage k+1 is calibrated on the float activations stage k gives for the
   calibration clips; its input qparams are then overwritten with stage k's
   output qparams (they agree to float rounding) and equality is asserted.
+  ``pin_boundaries`` (QAT models, whose boundary ranges are trained, not
+  measured, so the clips need not reach them) adds :func:`range_sample` of
+  the producer's range to stage k+1's calibration clips; only unranged
+  tensors (the input) are calibrated in a QAT model.
   ``strip_names`` blanks internal tensor names (about 2 KB of flash).
   """
   n = len(export.output_names(model))
   stages, x = [], calibration
   for k in range(1, n + 1):
     sm = stage_model(model, k)
-    data = export.convert_int8(sm, x)
+    rep = x
+    if k > 1 and pin_boundaries:
+      src = stage_output_qparams(stages[-1], f"block{k - 1}_act")
+      rep = np.concatenate([x, range_sample(src, x)])
+    data = export.convert_int8(sm, rep)
     if k > 1:
       src = stage_output_qparams(stages[-1], f"block{k - 1}_act")
       dst = stage_input_qparams(data)

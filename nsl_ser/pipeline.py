@@ -42,6 +42,7 @@ class RunConfig:
   target_degree: float = 6.0
   temperature: float = 2.0
   tau: float = 0.8
+  quantization: str = "auto"  # int8 export: auto | ptq | qat (nsl_ser.qat)
   strategy: str = "default"
   seed: int = 0
 

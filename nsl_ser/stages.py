@@ -134,16 +134,22 @@ def run_train_student(cfg: RunConfig) -> Dict:
 
 
 def run_export(cfg: RunConfig) -> Dict:
-  from nsl_ser import export, splits
+  from nsl_ser import export, qat, splits
   model = models.load_model(cfg.path("student", source.MODEL_FILE))
   labels = source.read_labels(cfg.path("student"))
   split = splits.get_split(cfg.target, cfg.fold)
   audio, _, _ = export.load_audio(_records(cfg, cfg.target), labels, split.train)
   pick = export.calibration_subset(len(audio), 32 if cfg.quick else 200, cfg.seed)
+  qat_model, quant = qat.for_export(
+      model, _records(cfg, cfg.target), labels, cfg.target, cfg.fold,
+      export.features_of(audio[pick]), cfg.quantization,
+      qat.QATConfig(epochs=2 if cfg.quick else 10, verbose=2))
   side = export.export_all(model, cfg.path("tflite"), labels, audio[pick],
                            provenance={"corpus": cfg.target, "fold": cfg.fold,
-                                       "partition": "train"})
-  return {f: v["bytes"] for f, v in side["files"].items() if "bytes" in v}
+                                       "partition": "train"},
+                           qat_model=qat_model, quantization=quant)
+  return {"quantization": side["quantization"]["method"],
+          **{f: v["bytes"] for f, v in side["files"].items() if "bytes" in v}}
 
 
 def run_evaluate(cfg: RunConfig) -> Dict:
@@ -196,7 +202,8 @@ STAGES: List[Stage] = [
           _p("student_epochs", "multiplier", "temperature", "seed", "strategy"),
           lambda c: [c.path("student", source.MODEL_FILE),
                      c.path("student", "metrics.json")]),
-    Stage("export", run_export, _p("fold"), lambda c: [c.path("tflite")]),
+    Stage("export", run_export, _p("fold", "quantization"),
+          lambda c: [c.path("tflite")]),
     Stage("evaluate", run_evaluate, _p("fold", "quick"),
           lambda c: [c.path("evaluation.json")]),
     Stage("report", run_report, _p(), lambda c: [c.path("report", "report.md")]),

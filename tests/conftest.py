@@ -35,3 +35,22 @@ def records_dir(tmp_path_factory) -> str:
     prepare(PrepareConfig(corpus, DATA_DIR, os.path.join(out, corpus),
                           progress=False))
   return out
+
+
+@pytest.fixture(scope="session")
+def train_exit_student():
+  """``fn(num_classes, train_arrays, epochs)``: a student with exits trained
+  briefly (seeded) on real features, so its predictions are not degenerate."""
+  def train(num_classes: int, tr, epochs: int):
+    from nsl_ser import models
+    from nsl_ser.compat import keras
+    keras.utils.set_random_seed(0)
+    m = models.build_cnn(num_classes, exits=True)
+    models.adapt_normalization(m, tr.features)
+    for layer in m.layers:  # short run: let BN statistics catch up
+      if isinstance(layer, keras.layers.BatchNormalization):
+        layer.momentum = 0.8
+    m.compile(keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    m.fit(tr.features, [tr.labels] * 4, batch_size=32, epochs=epochs, verbose=0)
+    return m
+  return train

@@ -34,17 +34,9 @@ def emodb(records_dir):
 
 
 @pytest.fixture(scope="module")
-def student(emodb, tmp_path_factory):
+def student(emodb, tmp_path_factory, train_exit_student):
   """A student with exits trained for a few epochs on fold-0 training."""
-  tr = emodb["train"]
-  keras.utils.set_random_seed(0)
-  m = models.build_cnn(len(emodb["labels"]), exits=True)
-  models.adapt_normalization(m, tr.features)
-  for layer in m.layers:  # short run: let BN statistics catch up
-    if isinstance(layer, keras.layers.BatchNormalization):
-      layer.momentum = 0.8
-  m.compile(keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-  m.fit(tr.features, [tr.labels] * 4, batch_size=32, epochs=12, verbose=0)
+  m = train_exit_student(len(emodb["labels"]), emodb["train"], epochs=12)
   path = str(tmp_path_factory.mktemp("student") / "model.keras")
   m.save(path)
   return m, path
@@ -56,7 +48,8 @@ def out(student, emodb, tmp_path_factory):
   out_dir = str(tmp_path_factory.mktemp("export") / "student")
   cmd = [sys.executable, "-m", "nsl_ser.cli", "export", f"--model={student[1]}",
          f"--representative_records={emodb['rec']}", "--corpus=emodb",
-         "--fold=0", f"--out_dir={out_dir}", "--num_calibration=64"]
+         "--fold=0", f"--out_dir={out_dir}", "--num_calibration=64",
+         "--qat_epochs=2"]
   r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   return out_dir
@@ -94,6 +87,12 @@ def test_export_writes_models_labels_and_sidecar(out, emodb):
     with open(os.path.join(out, rel), "rb") as f:
       assert litert.sha256(f.read()) == info["sha256"], rel
   assert all(b["equal"] for b in side["micro"]["boundaries"])
+  # --quantization=auto: QAT compared with PTQ on validation speakers only
+  q = side["quantization"]
+  assert q["mode"] == "auto" and q["method"] == q["chosen"]
+  assert q["compared_on"] == "emodb fold 0 validation speakers"
+  u = q["uar"]
+  assert (q["chosen"] == "qat") == (u["qat"]["exit_4"] > u["ptq"]["exit_4"])
 
 
 def test_every_tflite_loads_and_runs(out, emodb):
@@ -133,9 +132,22 @@ def test_phone_models_one_signature_per_exit(out, student, emodb):
       got = litert.run_batch(pm, e, "audio", emodb["test_audio"][:4])[e]
       tol = 1e-4 if kind == "float" else 0.15
       assert np.abs(got - ref[k]).max() < tol, (kind, e)
-  # the int8 model keeps the front end float: QUANTIZE right before the CNN
-  ops = litert.op_names(open(os.path.join(out, "model_int8.tflite"), "rb").read())[0]
-  assert ops.index("QUANTIZE") > ops.index("LOG") > ops.index("RFFT2D")
+  # float: the exact RFFT front end. int8: the DFT is a FULLY_CONNECTED with
+  # int8 weights and float in/out (hybrid); framing, Mel and log stay float
+  # and QUANTIZE sits right before the CNN.
+  ops = litert.op_names(open(os.path.join(out, "model_float.tflite"), "rb").read())[0]
+  assert "RFFT2D" in ops
+  data = open(os.path.join(out, "model_int8.tflite"), "rb").read()
+  ops = litert.op_names(data)[0]
+  assert "RFFT2D" not in ops and ops[ops.index("LOG") + 1] == "QUANTIZE"
+  m = litert.model_t(data)
+  sg = m.subgraphs[0]
+  dft = sg.operators[ops.index("FULLY_CONNECTED")]
+  x, w = (sg.tensors[i] for i in dft.inputs[:2])
+  out_t = sg.tensors[dft.outputs[0]]
+  assert litert.TYPE_NAMES[w.type] == "int8" and len(w.quantization.scale) == w.shape[0]
+  assert litert.TYPE_NAMES[x.type] == litert.TYPE_NAMES[out_t.type] == "float32"
+  assert dft.builtinOptions.asymmetricQuantizeInputs
 
 
 def test_int8_agrees_with_float_on_real_clips(out, emodb):
@@ -307,7 +319,7 @@ def test_export_benchmark_script(student, emodb, tmp_path):
          f"--student={student[1]}", f"--source={tmp_path / 'source.keras'}",
          f"--records_dir={emodb['rec']}", f"--out_dir={tmp_path / 'work'}",
          f"--results_dir={tmp_path / 'results'}", "--num_calibration=32",
-         "--runs=5", "--warmup=1"]
+         "--runs=5", "--warmup=1", "--quantization=ptq"]
   r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   res = json.load(open(tmp_path / "results" / "export.json"))
@@ -320,3 +332,24 @@ def test_export_benchmark_script(student, emodb, tmp_path):
   assert s["int8_bytes"] == sum(res["bytes"]["mcu_stages"])
   assert res["tflm_equals_litert_reference"] is True
   assert (tmp_path / "results" / "export.md").exists()
+
+
+def test_time_pools_become_mean_with_the_same_outputs(emodb):
+  """Models saved before TimeAveragePool (AveragePooling2D over all frames)
+  are rewritten at export: identical outputs, MEAN instead of a 149-frame
+  AVERAGE_POOL_2D window."""
+  inp = keras.Input((298, 40))
+  x = keras.layers.Reshape((298, 40, 1))(inp)
+  x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="block1_conv")(x)
+  a = keras.layers.AveragePooling2D((149, 1), name="exit_1_pool")(x)
+  b = keras.layers.AveragePooling2D((149, 2), name="gap")(x)
+  old = keras.Model(inp, [keras.layers.Flatten()(a), keras.layers.Flatten()(b)])
+  new = models.with_time_mean_pools(old)
+  assert [type(new.get_layer(n)).__name__ for n in ("exit_1_pool", "gap")] == [
+      "TimeAveragePool"] * 2
+  x = emodb["test_feats"][:8]
+  for u, v in zip(old.predict(x, verbose=0), new.predict(x, verbose=0)):
+    np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6)
+  assert models.with_time_mean_pools(new) is new
+  ops = litert.op_names(export.convert_int8(new, x))[0]
+  assert "MEAN" in ops and "AVERAGE_POOL_2D" not in ops

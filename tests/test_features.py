@@ -5,19 +5,21 @@ import pytest
 
 from nsl_ser.audio import load_audio
 from nsl_ser.compat import keras, tf
-from nsl_ser.features import FrontEndConfig, LogMel, fix_length, log_mel_numpy
+from nsl_ser.features import (FrontEndConfig, LogMel, dft_basis, fix_length,
+                               log_mel_numpy, mel_bin_range, mel_matrix)
 
 # Max |difference| of natural-log Mel energies vs librosa (0.05 nats ~ 0.2 dB).
 TOLERANCE = 0.05
 
 
-@pytest.mark.parametrize("bands", [40, 64])
-def test_log_mel_matches_librosa(emodb_files, bands):
+@pytest.mark.parametrize("bands,dft", [(40, "fft"), (64, "fft"),
+                                       (40, "matmul"), (64, "matmul")])
+def test_log_mel_matches_librosa(emodb_files, bands, dft):
   cfg = FrontEndConfig(num_mel_bins=bands)
   assert cfg.feature_shape == (298, bands)
   for f in emodb_files[::100]:
     x = fix_length(tf.constant(load_audio(f)), cfg.clip_samples).numpy()
-    ours = LogMel(cfg)(x[None])[0].numpy()
+    ours = LogMel(cfg, dft=dft)(x[None])[0].numpy()
     # librosa centres a 400-sample window in each 512-sample frame; shifting
     # the signal by (512 - 400) / 2 aligns its frames with tf.signal's.
     pad = (cfg.fft_length - cfg.frame_length) // 2
@@ -46,3 +48,14 @@ def test_layer_serialises_in_a_keras_model(tmp_path, emodb_files):
   again = keras.models.load_model(path, custom_objects={"LogMel": LogMel})
   x = fix_length(tf.constant(load_audio(emodb_files[1])), cfg.clip_samples)
   np.testing.assert_allclose(again(x[None])[0], log_mel_numpy(x.numpy()), atol=1e-5)
+
+
+def test_matmul_dft_uses_only_the_mel_bins():
+  cfg = FrontEndConfig()
+  lo, hi = mel_bin_range(cfg)
+  mel = mel_matrix(cfg).numpy()
+  assert 0 < lo < hi < cfg.fft_length // 2 + 1  # 20 Hz .. 7600 Hz drop bins
+  assert not mel[:lo].any() and not mel[hi:].any() and mel[lo].any()
+  assert dft_basis(cfg).shape == (cfg.frame_length, 2 * (hi - lo))
+  with pytest.raises(ValueError, match="dft must be one of"):
+    LogMel(cfg, dft="dct")

@@ -33,7 +33,8 @@ def test_default_model_has_exits_labels_and_licence(default_model):
   side = json.load(open(os.path.join(os.path.dirname(predict.DEFAULT_MODEL),
                                      "model.json")))
   assert "CC BY-NC-SA" in side["licence"]
-  assert os.path.getsize(predict.DEFAULT_MODEL) < 200_000
+  # int8 network + front end (190 KiB int8 DFT basis, 76 KiB float Mel matrix)
+  assert os.path.getsize(predict.DEFAULT_MODEL) < 500_000
 
 
 def test_tau_controls_the_exit(default_model, emodb_files):

@@ -18,6 +18,7 @@ from nsl_ser.compat import nsl, tf
 from nsl_ser.features import FrontEndConfig, LogMel, fix_length
 
 FEATURES = "features"
+AUDIO = "audio"
 
 
 _NBR = nsl.configs.GraphNeighborConfig()  # NSL's prefix/suffix defaults
@@ -53,11 +54,13 @@ def utterance_dataset(files: Sequence[str], label_names: Sequence[str],
                       speakers: Optional[Iterable[str]] = None,
                       ids: Optional[Iterable[str]] = None,
                       front_end: FrontEndConfig = FrontEndConfig(),
-                      max_nbrs: int = 0) -> tf.data.Dataset:
+                      max_nbrs: int = 0,
+                      waveform: bool = False) -> tf.data.Dataset:
   """Parsed examples as dicts: features, label, id, speaker (+ neighbours).
 
   Only examples whose speaker is in ``speakers``, whose id is in ``ids`` and
-  whose ``label_name`` is in ``label_names`` are kept.
+  whose ``label_name`` is in ``label_names`` are kept. ``waveform`` yields
+  the fixed-length float waveform (``audio``) instead of ``features``.
   """
   spec = dict(records.UTTERANCE_FEATURES)
   for i in range(max_nbrs):
@@ -71,9 +74,13 @@ def utterance_dataset(files: Sequence[str], label_names: Sequence[str],
 
   def parse(s):
     ex = tf.io.parse_single_example(s, spec)
-    out = {FEATURES: waveform_to_features(ex["waveform"], front_end),
-           "label": table.lookup(ex["label_name"]), "id": ex["id"],
+    out = {"label": table.lookup(ex["label_name"]), "id": ex["id"],
            "speaker": ex["speaker"]}
+    if waveform:
+      out[AUDIO] = fix_length(records.decode_waveform(ex["waveform"]),
+                              front_end.clip_samples)
+    else:
+      out[FEATURES] = waveform_to_features(ex["waveform"], front_end)
     for i in range(max_nbrs):
       out[nbr_feature_key(i)] = waveform_to_features(
           ex[nbr_feature_key(i, "waveform")], front_end)

@@ -28,7 +28,7 @@ import numpy as np
 
 from nsl_ser import records
 from nsl_ser.compat import keras, tf
-from nsl_ser.features import FrontEndConfig, LogMel, fix_length
+from nsl_ser.features import FrontEndConfig, LogMel
 
 FRONT_END_SCOPE = "frontend"
 # Dense layers per tensor: one scale instead of one (float + int64 zero
@@ -269,24 +269,22 @@ def load_audio(records_dir: str, labels: Sequence[str],
                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(audio [N, clip_samples], label indices, ids) of a prepared corpus,
   restricted to ``speakers`` and to utterances whose label is in
-  ``labels``; clips are centre-cropped / zero-padded like training."""
-  index = {l: i for i, l in enumerate(labels)}
-  keep = None if speakers is None else set(speakers)
+  ``labels``, sorted by id; clips are centre-cropped / zero-padded like
+  training (:func:`nsl_ser.data.utterance_dataset`)."""
+  from nsl_ser import data
   audio, y, ids = [], [], []
-  ds = tf.data.TFRecordDataset(records.list_shards(records_dir))
-  for s in ds.map(records.parse_utterance):
-    spk, lab = s["speaker"].numpy().decode(), s["label_name"].numpy().decode()
-    if (keep is not None and spk not in keep) or lab not in index:
-      continue
-    w = fix_length(records.decode_waveform(s["waveform"]), front_end.clip_samples)
-    audio.append(w.numpy())
-    y.append(index[lab])
-    ids.append(s["id"].numpy().decode())
+  for ex in data.utterance_dataset(records.list_shards(records_dir), labels,
+                                   speakers, front_end=front_end,
+                                   waveform=True).batch(256):
+    audio.append(ex[data.AUDIO].numpy())
+    y.append(ex["label"].numpy())
+    ids.append(ex["id"].numpy().astype(str))
   if not audio:
     raise ValueError(f"{records_dir}: no utterances for speakers {speakers}")
+  ids = np.concatenate(ids)
   order = np.argsort(ids)
-  return (np.stack(audio)[order].astype(np.float32), np.array(y)[order],
-          np.array(ids)[order])
+  return (np.concatenate(audio)[order].astype(np.float32),
+          np.concatenate(y)[order], ids[order])
 
 
 def features_of(audio: np.ndarray, front_end: FrontEndConfig = FrontEndConfig(),

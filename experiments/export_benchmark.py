@@ -38,7 +38,7 @@ flags.DEFINE_string("out_dir", "work/export_benchmark", "Scratch folder.")
 flags.DEFINE_integer("num_calibration", 200, "Training clips for calibration.")
 flags.DEFINE_integer("runs", 100, "Timed runs per latency (median).")
 flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.")
-flags.DEFINE_enum("quantization", "auto", ["auto", "ptq", "qat"],
+flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "int8 method, as `nsl-ser export --quantization`.")
 flags.DEFINE_string("name", "export", "Results name.")
 flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
@@ -91,13 +91,11 @@ def main(argv):
   logging.info("%d calibration clips, %d test clips", len(idx), len(y))
 
   sdir = os.path.join(F.out_dir, "student")
-  qat_model, quant = qat.for_export(
-      student, F.records_dir, labels, F.corpus, F.fold,
-      export.features_of(train_audio[idx], fe), F.quantization)
-  side = export.export_all(student, sdir, labels, train_audio[idx], fe,
+  side = qat.export_chosen(student, sdir, labels, train_audio[idx],
+                           F.records_dir, F.corpus, F.fold, F.quantization,
+                           front_end=fe,
                            provenance={"corpus": F.corpus, "fold": F.fold,
-                                       "partition": "train"},
-                           qat_model=qat_model, quantization=quant)
+                                       "partition": "train"})
   src_phone = export.convert_phone(src, fe)
   src_feat = export.convert_float(export.exits_model(src))
   src_name = export.output_names(src)[0]

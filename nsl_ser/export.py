@@ -35,6 +35,8 @@ FRONT_END_SCOPE = "frontend"
 # point) per output unit; about 1.7 KB less flash per MCU stage, and no
 # measurable UAR change on the student (experiments/results/export.md).
 PER_CHANNEL_DENSE = False
+# int8 method of an export (nsl_ser.qat.for_export): auto | ptq | qat.
+QUANTIZATION_MODES = ("auto", "ptq", "qat")
 SIDECAR = "model.json"
 LICENCE = ("Trained on RAVDESS (CC BY-NC-SA 4.0: attribution, non-commercial, "
            "share-alike) and EmoDB (research use only). These models are "
@@ -231,11 +233,12 @@ def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
   log stay float. Every signature's DFT op shares one weight buffer.
   """
   from nsl_ser import litert
-  from nsl_ser.features import dft_basis
+  from nsl_ser.features import mel_bin_range
   schema = litert.schema
-  shape = list(dft_basis(front_end).T.shape)  # FC weights: [out, in]
+  lo, hi = mel_bin_range(front_end)
+  shape = [2 * (hi - lo), front_end.frame_length]  # FC weights: [out, in]
   m = litert.model_t(data)
-  done: Dict[int, Tuple[List[float], bytes]] = {}
+  scales: Dict[int, List[float]] = {}  # weight buffer -> per-channel scales
   for sg in m.subgraphs:
     for op in sg.operators or []:
       if litert.op_name(m, op.opcodeIndex) != "FULLY_CONNECTED":
@@ -243,19 +246,19 @@ def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
       w = sg.tensors[op.inputs[1]]
       if w.type != schema.TensorType.FLOAT32 or list(w.shape) != shape:
         continue
-      if w.buffer not in done:
+      if w.buffer not in scales:
         buf = m.buffers[w.buffer]
         x = np.frombuffer(bytes(buf.data), np.float32).reshape(shape)
         scale = np.maximum(np.abs(x).max(axis=1), 1e-12) / 127.0
         q = np.clip(np.round(x / scale[:, None]), -127, 127).astype(np.int8)
-        done[w.buffer] = (scale.astype(np.float32).tolist(), q.tobytes())
+        scales[w.buffer] = scale.astype(np.float32).tolist()
         buf.data = np.frombuffer(q.tobytes(), np.uint8)
       qp = schema.QuantizationParametersT()
-      qp.scale, qp.zeroPoint = done[w.buffer][0], [0] * shape[0]
+      qp.scale, qp.zeroPoint = scales[w.buffer], [0] * shape[0]
       qp.quantizedDimension = 0
       w.type, w.quantization = schema.TensorType.INT8, qp
       op.builtinOptions.asymmetricQuantizeInputs = True
-  if not done:
+  if not scales:
     raise RuntimeError(f"no float DFT FULLY_CONNECTED with weights {shape}")
   return litert.pack(m)
 
@@ -394,7 +397,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
                micro: bool = True, edgetpu: bool = True,
                int8_dft: str = "matmul",
                qat_model: Optional[keras.Model] = None,
-               quantization: Optional[dict] = None) -> dict:
+               quantization: Optional[dict] = None,
+               calibration_features: Optional[np.ndarray] = None) -> dict:
   """Writes phone (float + int8), MCU stage and Edge TPU models, C arrays,
   ``labels.txt``, ``edgetpu/compat_report.json`` and ``model.json``.
 
@@ -405,7 +409,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   ``qat_model`` (:mod:`nsl_ser.qat`): the int8 models are converted from it
   instead of post-training quantising ``model`` (the float phone model,
   MACs and parameters still come from ``model``); ``quantization``: how the
-  method was chosen, recorded in the sidecar.
+  method was chosen, recorded in the sidecar. ``calibration_features``: the
+  clips' features if the caller has them (else computed here).
   Returns the sidecar dict.
   """
   from nsl_ser import models
@@ -414,7 +419,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   if len(labels) != classes:
     raise ValueError(f"{len(labels)} labels for a model with {classes} classes")
   os.makedirs(out_dir, exist_ok=True)
-  cal_feats = features_of(calibration_audio, front_end)
+  cal_feats = (features_of(calibration_audio, front_end)
+               if calibration_features is None else calibration_features)
   w = _Writer(out_dir)
   q = model if qat_model is None else qat_model
   _export_phone(w, model, q, front_end, calibration_audio, int8_dft)

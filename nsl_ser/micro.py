@@ -133,13 +133,12 @@ def build_stages(model: keras.Model, calibration: np.ndarray,
   stages, x = [], calibration
   for k in range(1, n + 1):
     sm = stage_model(model, k)
-    rep = x
-    if k > 1 and pin_boundaries:
-      src = stage_output_qparams(stages[-1], f"block{k - 1}_act")
-      rep = np.concatenate([x, range_sample(src, x)])
+    src = (stage_output_qparams(stages[-1], f"block{k - 1}_act") if k > 1
+           else None)
+    rep = (np.concatenate([x, range_sample(src, x)])
+           if src is not None and pin_boundaries else x)
     data = export.convert_int8(sm, rep)
-    if k > 1:
-      src = stage_output_qparams(stages[-1], f"block{k - 1}_act")
+    if src is not None:
       dst = stage_input_qparams(data)
       diff = abs(src.scale - dst.scale) / src.scale
       if src.zero_point != dst.zero_point or diff > MAX_BOUNDARY_SCALE_DIFF:

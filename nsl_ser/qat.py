@@ -52,6 +52,7 @@ import numpy as np
 from nsl_ser import (data, evaluation, export, litert, models, records,
                      self_distill, splits, training)
 from nsl_ser.compat import keras, tf, tfmot
+from nsl_ser.features import FrontEndConfig
 
 qk = tfmot().quantization.keras
 
@@ -537,7 +538,7 @@ def choose(results: dict) -> str:
 # --------------------------------------------------------------------------
 # Choosing the int8 method for an export
 # --------------------------------------------------------------------------
-QUANTIZATION_MODES = ("auto", "ptq", "qat")
+QUANTIZATION_MODES = export.QUANTIZATION_MODES
 
 
 def _jsonable(x):
@@ -574,3 +575,19 @@ def for_export(model: keras.Model, records_dir: str, labels: Sequence[str],
       default=_jsonable))
   use = mode == "qat" or res["chosen"] == "qat"
   return (qat_model if use else None), report
+
+
+def export_chosen(model: keras.Model, out_dir: str, labels: Sequence[str],
+                  calibration_audio: np.ndarray, records_dir: str, corpus: str,
+                  fold: int, mode: str = "auto", cfg: QATConfig = QATConfig(),
+                  front_end: FrontEndConfig = FrontEndConfig(),
+                  **kwargs) -> dict:
+  """:func:`for_export`, then :func:`nsl_ser.export.export_all` from the
+  chosen int8 source (``kwargs`` go to it); the calibration clips' features
+  are computed once for both. Returns the sidecar dict."""
+  feats = export.features_of(calibration_audio, front_end)
+  qat_model, quant = for_export(model, records_dir, labels, corpus, fold,
+                                feats, mode, cfg)
+  return export.export_all(model, out_dir, labels, calibration_audio,
+                           front_end, qat_model=qat_model, quantization=quant,
+                           calibration_features=feats, **kwargs)

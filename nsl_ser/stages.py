@@ -140,14 +140,11 @@ def run_export(cfg: RunConfig) -> Dict:
   split = splits.get_split(cfg.target, cfg.fold)
   audio, _, _ = export.load_audio(_records(cfg, cfg.target), labels, split.train)
   pick = export.calibration_subset(len(audio), 32 if cfg.quick else 200, cfg.seed)
-  qat_model, quant = qat.for_export(
-      model, _records(cfg, cfg.target), labels, cfg.target, cfg.fold,
-      export.features_of(audio[pick]), cfg.quantization,
-      qat.QATConfig(epochs=2 if cfg.quick else 10, verbose=2))
-  side = export.export_all(model, cfg.path("tflite"), labels, audio[pick],
-                           provenance={"corpus": cfg.target, "fold": cfg.fold,
-                                       "partition": "train"},
-                           qat_model=qat_model, quantization=quant)
+  side = qat.export_chosen(
+      model, cfg.path("tflite"), labels, audio[pick], _records(cfg, cfg.target),
+      cfg.target, cfg.fold, cfg.quantization,
+      qat.QATConfig(epochs=2 if cfg.quick else 10, verbose=2),
+      provenance={"corpus": cfg.target, "fold": cfg.fold, "partition": "train"})
   return {"quantization": side["quantization"]["method"],
           **{f: v["bytes"] for f, v in side["files"].items() if "bytes" in v}}
 

@@ -29,7 +29,7 @@ flags.DEFINE_integer("num_calibration", 200,
 flags.DEFINE_integer("seed", 0, "Seed of the calibration subset.")
 flags.DEFINE_bool("micro", True, "Also write the MCU stage models.")
 flags.DEFINE_bool("edgetpu", True, "Also write the Edge TPU model + report.")
-flags.DEFINE_enum("quantization", "auto", ["auto", "ptq", "qat"],
+flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "int8 method: post-training (ptq), quantisation-aware "
                   "training (qat, fine-tuned on the split's training "
                   "speakers), or auto: qat only where it beats ptq on the "
@@ -55,18 +55,15 @@ def main(argv) -> None:
                                     sorted(split.train), front_end)
   idx = export.calibration_subset(len(audio), FLAGS.num_calibration, FLAGS.seed)
   logging.info("calibrating on %d of %d training clips", len(idx), len(audio))
-  qat_model, quant = qat.for_export(
-      model, FLAGS.representative_records, labels, FLAGS.corpus, FLAGS.fold,
-      export.features_of(audio[idx], front_end), FLAGS.quantization,
-      qat.QATConfig(epochs=FLAGS.qat_epochs))
-  logging.info("int8 method: %s", "qat" if qat_model is not None else "ptq")
-  side = export.export_all(
-      model, FLAGS.out_dir, labels, audio[idx], front_end,
+  side = qat.export_chosen(
+      model, FLAGS.out_dir, labels, audio[idx], FLAGS.representative_records,
+      FLAGS.corpus, FLAGS.fold, FLAGS.quantization,
+      qat.QATConfig(epochs=FLAGS.qat_epochs), front_end,
       provenance={"corpus": FLAGS.corpus, "fold": FLAGS.fold,
                   "partition": "train", "speakers": sorted(split.train),
                   "seed": FLAGS.seed, "model": os.path.abspath(FLAGS.model)},
-      micro=FLAGS.micro, edgetpu=FLAGS.edgetpu, int8_dft=FLAGS.int8_dft,
-      qat_model=qat_model, quantization=quant)
+      micro=FLAGS.micro, edgetpu=FLAGS.edgetpu, int8_dft=FLAGS.int8_dft)
+  logging.info("int8 method: %s", side["quantization"]["method"])
   summary = {rel: info["bytes"] for rel, info in side["files"].items()
              if rel.endswith(".tflite")}
   summary["quantization"] = side["quantization"]["method"]

@@ -10,7 +10,7 @@ import json
 
 from absl import flags
 
-from nsl_ser import pipeline, training
+from nsl_ser import export, pipeline, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("source", "ravdess", "Source corpus (trains the teacher).")
@@ -28,7 +28,7 @@ flags.DEFINE_float("temperature", 2.0, "Self-distillation temperature.")
 flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES),
                   "tf.distribute strategy for training.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_enum("quantization", "auto", ["auto", "ptq", "qat"],
+flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "int8 export: post-training, quantisation-aware training, "
                   "or auto (qat where it beats ptq on validation speakers).")
 flags.DEFINE_string("install_default", None,

@@ -1,57 +1,109 @@
-"""Summarises an `nsl-ser run` into experiments/results/run.json and .md.
+"""Summarises `nsl-ser run` work folders into experiments/results/run.json/.md.
 
-  python experiments/run_summary.py --work_dir=work/run \
+  for w in s0 s0b s1 s2; do nsl-ser run --work_dir=runs/$w --seed=${w:1:1}; done
+  python experiments/run_summary.py --work_dirs=runs/s0,runs/s0b,runs/s1,runs/s2 \
       --default_model=tflite_models/default/model_int8.tflite
 
-wall_s is the end-to-end time given with --wall_s (e.g. measured with
-`time make run` from a fresh clone), else the sum of the stage wall times in
-the run manifest.
-default_model_uar is the int8 phone model's full-model UAR on the EmoDB
-fold-0 test speakers, measured again here with LiteRT.
+Per run: the fold-0 test UAR of the student (float Keras, full model) and
+of the int8 phone model (every exit, from the run's evaluation.json), and
+the stage wall times. ``seed_spread_uar`` is max - min of the int8
+full-model UAR over the distinct seeds; ``repeat_identical`` is 1 when two
+runs with the same seed wrote byte-identical student weights and int8
+models (and so the same numbers). default_model_uar is the committed
+default model measured again here with LiteRT.
 """
+import hashlib
 import json
 import os
 
+import numpy as np
 from absl import app, flags
 
-from nsl_ser import early_exit, evaluation, export, litert, splits
+from nsl_ser import early_exit, evaluation, export, litert, models, splits
 from nsl_ser.results import markdown_table, write_results
 
-flags.DEFINE_string("work_dir", "work/run", "The nsl-ser run folder.")
+flags.DEFINE_list("work_dirs", ["work"], "nsl-ser run folders.")
 flags.DEFINE_string("default_model", "tflite_models/default/model_int8.tflite",
                     "The committed default model.")
-flags.DEFINE_string("note", "", "Conditions of the run (e.g. shared cores).")
-flags.DEFINE_float("wall_s", None, "End-to-end wall time measured outside "
-                   "(e.g. `time make run`); default: the sum of the stages.")
+flags.DEFINE_string("note", "", "Conditions of the runs (e.g. shared cores).")
 F = flags.FLAGS
+
+
+def _sha(path: str) -> str:
+  return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def _run(work: str) -> dict:
+  man = json.load(open(os.path.join(work, "run_manifest.json")))
+  ev = json.load(open(os.path.join(work, "evaluation.json")))
+  st = json.load(open(os.path.join(work, "student", "metrics.json")))
+  src = json.load(open(os.path.join(work, "source", "metrics.json")))
+  exits = list(ev["per_exit"])
+  weights = models.load_model(os.path.join(work, "student", "model.keras")).get_weights()
+  h = hashlib.sha256()
+  for w in weights:
+    h.update(np.ascontiguousarray(w).tobytes())
+  return {"work_dir": work, "seed": man["stages"]["train_student"]["params"]["seed"],
+          "wall_s": float(sum(v["wall_s"] for v in man["stages"].values())),
+          "stages_wall_s": {k: v["wall_s"] for k, v in man["stages"].items()},
+          "source_test_uar": src["test"]["uar"],
+          "float_uar": st["test"]["uar"],
+          "float_exits": st["exits"]["test"],
+          "int8_exits": {e: ev["per_exit"][e]["uar"] for e in exits},
+          "int8_uar": ev["per_exit"][exits[-1]]["uar"],
+          "student_weights_sha256": h.hexdigest(),
+          "int8_model_sha256": _sha(os.path.join(work, "tflite", "model_int8.tflite"))}
 
 
 def main(argv):
   del argv
-  man = json.load(open(os.path.join(F.work_dir, "run_manifest.json")))
-  stages = {k: v["wall_s"] for k, v in man["stages"].items()}
+  runs = [_run(w) for w in F.work_dirs]
+  by_seed = {}
+  for r in runs:
+    by_seed.setdefault(r["seed"], []).append(r)
+  firsts = [v[0]["int8_uar"] for v in by_seed.values()]
+  repeats = [v for v in by_seed.values() if len(v) > 1]
+  identical = all(r["student_weights_sha256"] == v[0]["student_weights_sha256"]
+                  and r["int8_model_sha256"] == v[0]["int8_model_sha256"]
+                  and r["int8_exits"] == v[0]["int8_exits"]
+                  for v in repeats for r in v)
   model = litert.Model.from_file(F.default_model)
   side = json.load(open(os.path.join(os.path.dirname(F.default_model), "model.json")))
   labels = side["labels"]
-  split = splits.get_split("emodb", 0)
-  audio, y, _ = export.load_audio(os.path.join(F.work_dir, "records", "emodb"),
-                                  labels, split.test)
+  audio, y, _ = export.load_audio(os.path.join(F.work_dirs[0], "records", "emodb"),
+                                  labels, splits.get_split("emodb", 0).test)
   exits = sorted(model.signatures, key=lambda s: int(s.split("_")[-1]))
   probs = [litert.run_batch(model, e, "audio", audio)[e] for e in exits]
   per_exit = {e: evaluation.report(y, p, labels)["uar"] for e, p in zip(exits, probs)}
-  pred, used = early_exit.adaptive_predict(probs, 0.8)
-  summary = {"wall_s": F.wall_s or float(sum(stages.values())),
-             "default_model_bytes": os.path.getsize(F.default_model),
-             "default_model_uar": per_exit[exits[-1]],
-             "default_model_uar_tau_0_8": 100 * evaluation.uar(y, pred, len(labels))}
-  md = (markdown_table(["stage", "wall s"], [[k, v] for k, v in stages.items()])
-        + f"\nStages {sum(stages.values()) / 60:.1f} min; end to end "
-          f"{summary['wall_s'] / 60:.1f} min. {F.note}\n\n"
+  pred, _ = early_exit.adaptive_predict(probs, 0.8)
+  summary = {
+      "wall_s": float(np.mean([r["wall_s"] for r in runs])),
+      "seed_spread_uar": float(max(firsts) - min(firsts)),
+      "repeat_identical": int(bool(repeats) and identical),
+      "uar_seed_mean": float(np.mean(firsts)),
+      "source_test_uar_mean": float(np.mean([v[0]["source_test_uar"]
+                                             for v in by_seed.values()])),
+      "default_model_bytes": os.path.getsize(F.default_model),
+      "default_model_uar": per_exit[exits[-1]],
+      "default_model_uar_tau_0_8": 100 * evaluation.uar(y, pred, len(labels)),
+  }
+  md = ("`nsl-ser run` from fresh work folders, fold-0 test speakers (UAR %). "
+        f"{F.note}\n\n"
+        + markdown_table(
+            ["run", "seed", "source (RAVDESS)", "student float", "int8 exit 1…K",
+             "int8 full", "minutes", "student weights sha256"],
+            [[os.path.basename(r["work_dir"]), r["seed"], r["source_test_uar"],
+              r["float_uar"], " / ".join(f"{v:.1f}" for v in r["int8_exits"].values()),
+              r["int8_uar"], r["wall_s"] / 60, r["student_weights_sha256"][:12]]
+             for r in runs])
+        + f"\nSpread of the int8 full-model UAR over seeds: "
+          f"{summary['seed_spread_uar']:.1f} points; same seed twice identical: "
+          f"{'yes' if summary['repeat_identical'] else 'no'}.\n\n"
         + markdown_table(["default model (int8, fold-0 test speakers)", "UAR %"],
                          [[e, u] for e, u in per_exit.items()]
                          + [["adaptive, τ = 0.8", summary["default_model_uar_tau_0_8"]]])
         + f"\nDefault model: {summary['default_model_bytes']} bytes.\n")
-  print(write_results("run", summary, {"stages_wall_s": stages, "per_exit_uar": per_exit,
+  print(write_results("run", summary, {"runs": runs, "per_exit_uar": per_exit,
                                        "note": F.note}, md))
 
 

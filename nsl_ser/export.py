@@ -390,6 +390,25 @@ def _export_edgetpu(w: _Writer, model: keras.Model, cal_feats: np.ndarray) -> No
         json.dumps(edgetpu.report(data, problems), indent=2).encode())
 
 
+NORMALIZATION_CONTRACT = (
+    "regime 'global' (speaker-independent): the per-band mean/var of the "
+    "training speakers' log-Mel frames (train_stats) are inside every model "
+    "(layer 'norm', stage 1): feed raw log-Mel / audio. A speaker-calibrated "
+    "model (regime 'speaker') instead takes log-Mel z-scored per band with "
+    "the speaker's own statistics: mean and variance over all frames of "
+    "that speaker's unlabelled clips (nsl_ser.normalization.BandStats: keep "
+    "count, mean[bands], m2[bands] and merge each new clip with Chan's "
+    "update).")
+
+
+def norm_spec(model: keras.Model) -> dict:
+  """The ``norm`` layer's statistics as the sidecar records them."""
+  mean, var, count = model.get_layer("norm").get_weights()
+  return {"regime": "global", "contract": NORMALIZATION_CONTRACT,
+          "norm_layer": {"mean": np.asarray(mean).tolist(),
+                         "var": np.asarray(var).tolist(), "count": int(count)}}
+
+
 def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
                calibration_audio: np.ndarray,
                front_end: FrontEndConfig = FrontEndConfig(),
@@ -398,7 +417,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
                int8_dft: str = "matmul",
                qat_model: Optional[keras.Model] = None,
                quantization: Optional[dict] = None,
-               calibration_features: Optional[np.ndarray] = None) -> dict:
+               calibration_features: Optional[np.ndarray] = None,
+               normalization: Optional[dict] = None) -> dict:
   """Writes phone (float + int8), MCU stage and Edge TPU models, C arrays,
   ``labels.txt``, ``edgetpu/compat_report.json`` and ``model.json``.
 
@@ -411,6 +431,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   MACs and parameters still come from ``model``); ``quantization``: how the
   method was chosen, recorded in the sidecar. ``calibration_features``: the
   clips' features if the caller has them (else computed here).
+  ``normalization``: the regime and the training statistics
+  (``source.training_stats``), recorded in the sidecar.
   Returns the sidecar dict.
   """
   from nsl_ser import models
@@ -437,6 +459,7 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
       "exit_macs": dict(zip(names, macs)), "params": int(model.count_params()),
       "front_end": front_end_spec(front_end),
       "device_contract": DEVICE_CONTRACT,
+      "normalization": normalization or norm_spec(model),
       "calibration": {"clips": int(len(calibration_audio)), **(provenance or {})},
       "quantization": {"method": "ptq" if qat_model is None else "qat",
                        **(quantization or {})},

@@ -113,3 +113,27 @@ def pack(utterance_files: Sequence[str], train_ids: Iterable[str],
                         max_nbrs=cfg.max_nbrs)
   os.replace(out_path + ".tmp", out_path)
   return out_path
+
+
+def neighbour_index(packed_path: str, ids: Sequence[str], max_nbrs: int
+                    ) -> "tuple[np.ndarray, np.ndarray]":
+  """Reads ``pack_nbrs`` output back as row indices into ``ids``: returns
+  (neighbours [N, max_nbrs], -1 where a node has fewer; weights [N,
+  max_nbrs]), so a training loop that augments each clip can fetch the
+  neighbours' clips itself (NSL copies their features, fixed once)."""
+  from nsl_ser import data
+  row = {str(i): n for n, i in enumerate(ids)}
+  nbrs = np.full((len(ids), max_nbrs), -1, np.int64)
+  weights = np.zeros((len(ids), max_nbrs), np.float32)
+  for ex in records.read_examples([packed_path]):
+    me = row.get(records.feature_value(ex, "id"))
+    if me is None:
+      continue
+    feats = ex.features.feature
+    for j in range(max_nbrs):
+      key = data.nbr_feature_key(j, "id")
+      if key not in feats or not feats[key].bytes_list.value:
+        break
+      nbrs[me, j] = row[feats[key].bytes_list.value[0].decode()]
+      weights[me, j] = feats[data.nbr_weight_key(j)].float_list.value[0]
+  return nbrs, weights

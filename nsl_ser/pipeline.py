@@ -1,8 +1,8 @@
 """``nsl-ser run``: corpora -> deployable model in one command.
 
-Stages: prepare -> train source -> embed -> build graph -> pretrain student
--> train student (exits + self-distillation + graph) -> export -> evaluate
--> report. Each finished stage is recorded in ``<work_dir>/run_manifest.json``
+Stages: prepare -> train source -> embed -> build graph -> train student
+(exits + self-distillation + graph, the recipe of nsl_ser.recipe) -> export
+-> evaluate -> report. Each finished stage is recorded in ``<work_dir>/run_manifest.json``
 with a key over its parameters and its inputs' keys, and the checksums of
 what it wrote. A rerun skips a stage whose key is unchanged and whose
 outputs are intact; a stage killed midway is simply run again (its outputs
@@ -35,14 +35,16 @@ class RunConfig:
   fold: int = 0
   quick: bool = False
   source_epochs: int = 40
-  pretrain_epochs: int = 40
   student_epochs: int = 40
   max_nbrs: int = 3
   multiplier: float = 0.1
   target_degree: float = 6.0
-  temperature: float = 2.0
+  # Regime (nsl_ser.normalization). The exported phone models take audio and
+  # normalise inside, so the pipeline trains speaker-independent models;
+  # "speaker" is measured by experiments/accuracy.py.
+  normalization: str = "global"
   tau: float = 0.8
-  quantization: str = "auto"  # int8 export: auto | ptq | qat (nsl_ser.qat)
+  quantization: str = "ptq"  # int8 export: ptq | qat | auto (nsl_ser.qat)
   strategy: str = "default"
   seed: int = 0
 

@@ -392,7 +392,8 @@ def fine_tune(qat_model: keras.Model, float_model: keras.Model,
         epochs=cfg.epochs, batch_size=cfg.batch_size,
         learning_rate=cfg.learning_rate, decay_rate=1.0,
         decay_epochs=cfg.epochs, patience=cfg.epochs, balanced=cfg.balanced,
-        seed=cfg.seed, verbose=cfg.verbose)
+        seed=cfg.seed, verbose=cfg.verbose, selection="val_uar",
+        schedule="step")
     bns = ({l: l.trainable for l in _batch_norms(qat_model)}
            if cfg.freeze_bn else {})
     for layer in bns:

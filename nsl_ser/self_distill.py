@@ -40,13 +40,21 @@ def kl_divergence(teacher: tf.Tensor, student: tf.Tensor) -> tf.Tensor:
                                   - tf.math.log(student + EPS)), axis=-1)
 
 
+def cross_entropy(labels: tf.Tensor, probs: tf.Tensor) -> tf.Tensor:
+  """Per-example CE with integer labels [B] or soft/one-hot labels [B, K]
+  (mixup)."""
+  if labels.shape.rank == 2:
+    return keras.losses.categorical_crossentropy(labels, probs)
+  return keras.losses.sparse_categorical_crossentropy(labels, probs)
+
+
 def distillation_terms(labels: tf.Tensor, probs: Sequence[tf.Tensor],
                        feats: Sequence[tf.Tensor], cfg: DistillConfig,
                        sample_weight: Optional[tf.Tensor] = None
                        ) -> Dict[str, tf.Tensor]:
   """Per-exit CE, KD and feature terms and the weighted total (scalars)."""
   k = len(probs)
-  w = (tf.ones_like(tf.cast(labels, tf.float32)) if sample_weight is None
+  w = (tf.ones(tf.shape(probs[0])[:1], tf.float32) if sample_weight is None
        else tf.cast(tf.reshape(sample_weight, [-1]), tf.float32))
 
   def mean(v):
@@ -57,7 +65,7 @@ def distillation_terms(labels: tf.Tensor, probs: Sequence[tf.Tensor],
   out: Dict[str, tf.Tensor] = {}
   extra = tf.constant(0.0)
   for i, p in enumerate(probs, start=1):
-    out[f"ce_{i}"] = mean(keras.losses.sparse_categorical_crossentropy(labels, p))
+    out[f"ce_{i}"] = mean(cross_entropy(labels, p))
     if i < k:
       out[f"kd_{i}"] = mean(kl_divergence(teacher, soften(p, cfg.temperature))
                             ) * cfg.temperature ** 2
@@ -161,10 +169,15 @@ def train_exit_model(train_x, train_labels, val_features, val_labels,
                      graph_reg: Optional[GraphRegParams] = None,
                      regularize_all_exits: bool = False,
                      out_dir: Optional[str] = None,
-                     strategy: Optional[tf.distribute.Strategy] = None):
+                     strategy: Optional[tf.distribute.Strategy] = None,
+                     batches=None):
   """Builds the exit backbone, optionally transfers pretrained weights by
   layer name, trains it with self-distillation (and the graph when
   ``train_x`` is a packed dict and ``graph_reg`` is set).
+
+  ``batches`` (an :class:`nsl_ser.augment.TrainBatches`) replaces the plain
+  shuffled arrays as the training input; ``train_x`` then only sets the
+  ``norm`` layer's statistics.
 
   Returns (exit model with outputs exit_1..exit_K, distillation model,
   history).
@@ -186,7 +199,8 @@ def train_exit_model(train_x, train_labels, val_features, val_labels,
   sw = None if cw is None else np.array([cw[int(l)] for l in train_labels], np.float32)
   if isinstance(train_x, dict):
     train_x = {n: v for n, v in train_x.items() if n not in ("label", "id")}
-  ds = data.train_dataset(train_x, train_labels, cfg.batch_size, cfg.seed, sw)
+  ds = batches if batches is not None else data.train_dataset(
+      train_x, train_labels, cfg.batch_size, cfg.seed, sw)
   hist = training.fit(model, ds,
                       lambda: model.predict(val_features, verbose=0)[-1],
                       val_labels, num_classes, cfg, out_dir, strategy=strategy)

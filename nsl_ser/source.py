@@ -1,11 +1,21 @@
-"""``train-source``: the source (teacher) CNN on the source corpus' split."""
+"""The training stages on prepared corpora: ``train-source`` (the source CNN)
+and ``train-student`` (the early-exit student + NSL graph), both with the
+recipe of :mod:`nsl_ser.recipe` in one normalisation regime.
+
+Each writes ``model.keras``, ``labels.txt`` and ``metrics.json`` (validation
+and test reports, the recipe, the regime's statistics) atomically.
+"""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Dict, Optional, Tuple
 
-from nsl_ser import data, evaluation, models, nsl_train, records, splits, training
+import numpy as np
+
+from nsl_ser import (augment, data, models, normalization, records,
+                     recipe as recipe_lib, splits)
 from nsl_ser.compat import keras
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.prepare import atomic_write_text
@@ -23,7 +33,8 @@ def load_partitions(records_dir: str, corpus: str, fold: int = 0,
                     labels: Optional[list] = None,
                     front_end: FrontEndConfig = FrontEndConfig()
                     ) -> Tuple[Dict[str, data.Arrays], list]:
-  """{train, val, test} arrays of a prepared corpus under its fixed split."""
+  """{train, val, test} centre-cropped arrays of a prepared corpus under its
+  fixed split."""
   labels = labels or read_labels(records_dir)
   files = records.list_shards(records_dir)
   split = splits.get_split(corpus, fold)
@@ -32,30 +43,110 @@ def load_partitions(records_dir: str, corpus: str, fold: int = 0,
           for p in ("train", "val", "test")}, labels
 
 
-def train_source(records_dir: str, corpus: str, out_dir: str,
-                 cnn: models.CNNConfig = models.SOURCE,
-                 cfg: training.TrainConfig = training.TrainConfig(),
-                 front_end: FrontEndConfig = FrontEndConfig()
-                 ) -> Tuple[keras.Model, dict]:
-  """Trains, selects on val UAR, tests; writes model.keras + metrics.json."""
-  parts, labels = load_partitions(records_dir, corpus, front_end=front_end)
-  model, hist = nsl_train.train_classifier(
-      parts["train"], parts["val"], len(labels), cnn, cfg,
-      out_dir=os.path.join(out_dir, "train"), front_end=front_end)
-  metrics = {
-      p: evaluation.report(parts[p].labels,
-                           model.predict(parts[p].features, verbose=0), labels)
-      for p in ("val", "test")}
-  metrics.update(corpus=corpus, labels=labels, params=model.count_params(),
-                 macs=models.count_macs(model), epochs_run=len(hist["loss"]),
-                 wall_s=hist["wall_s"], cnn=cnn.to_dict(),
-                 front_end=front_end.to_dict())
+@dataclasses.dataclass
+class Corpus:
+  """A prepared corpus in memory for one fold: whole training utterances
+  (at the recipe's speeds), centre-cropped partitions in the regime's form,
+  and every speaker's statistics (of its own whole clips)."""
+  labels: list
+  train: augment.Utterances
+  parts: Dict[str, data.Arrays]
+  inputs: Dict[str, np.ndarray]
+  stats: Dict[str, normalization.BandStats]
+
+
+def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
+                front_end: FrontEndConfig = FrontEndConfig(),
+                subset: Optional[int] = None) -> Corpus:
+  """``subset`` keeps every n-th utterance (quick runs)."""
+  labels = read_labels(records_dir)
+  files = records.list_shards(records_dir)
+  speeds = tuple(dict.fromkeys((1.0,) + tuple(rc.augment.speeds)))
+  utts = augment.load_utterances(files, labels, speeds, front_end)
+  arrays = data.load_arrays(files, labels, front_end=front_end)
+  if subset:
+    utts = utts.subset(np.arange(len(utts)) % subset == 0)
+    arrays = arrays.subset(np.isin(arrays.ids, utts.ids))
+  stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
+  split = splits.get_split(corpus, fold)
+  parts = {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
+  inputs = {p: recipe_lib.model_inputs(a, rc.regime, stats) for p, a in parts.items()}
+  return Corpus(labels, utts.by_speakers(split.train), parts, inputs, stats)
+
+
+def training_stats(c: Corpus, regime: str) -> normalization.BandStats:
+  """The statistics a model of ``regime`` normalises with when no speaker
+  calibration is available: the training speakers' whole clips (raw
+  log-Mel for ``global``; for ``speaker`` its inputs are already z-scored,
+  so these are the fallback for an uncalibrated speaker)."""
+  return normalization.stats_of(c.train.clips(0))
+
+
+def save(model: keras.Model, out_dir: str, labels, metrics: dict) -> None:
   os.makedirs(out_dir, exist_ok=True)
-  model.save(os.path.join(out_dir, MODEL_FILE + ".tmp.keras"))
-  os.replace(os.path.join(out_dir, MODEL_FILE + ".tmp.keras"),
-             os.path.join(out_dir, MODEL_FILE))
+  tmp = os.path.join(out_dir, MODEL_FILE + ".tmp.keras")
+  model.save(tmp)
+  os.replace(tmp, os.path.join(out_dir, MODEL_FILE))
   atomic_write_text(os.path.join(out_dir, "labels.txt"),
                     "".join(l + "\n" for l in labels))
   atomic_write_text(os.path.join(out_dir, METRICS_FILE),
-                    json.dumps(metrics, indent=2))
+                    json.dumps(metrics, indent=2, default=float))
+
+
+def _metrics(model, c: Corpus, rc: recipe_lib.Recipe, hist: dict) -> dict:
+  out = {p: recipe_lib.evaluate_exits(model, c.inputs[p], c.parts[p].labels,
+                                      c.labels) for p in ("val", "test")}
+  last = {p: list(r.values())[-1] for p, r in out.items()}
+  st = training_stats(c, rc.regime)
+  return {"val": last["val"], "test": last["test"],
+          "exits": {p: {n: v["uar"] for n, v in r.items()} for p, r in out.items()},
+          "labels": c.labels, "params": int(model.count_params()),
+          "macs": models.count_macs(model), "epochs_run": len(hist["loss"]),
+          "wall_s": hist["wall_s"], "recipe": rc.to_dict(),
+          "normalization": {"regime": rc.regime, "train_stats": st.to_dict()}}
+
+
+def train_source(records_dir: str, corpus: str, out_dir: str,
+                 rc: recipe_lib.Recipe = recipe_lib.Recipe(),
+                 cnn: models.CNNConfig = models.SOURCE,
+                 front_end: FrontEndConfig = FrontEndConfig(),
+                 subset: Optional[int] = None) -> Tuple[keras.Model, dict]:
+  """The source CNN (one head) on the corpus' fold-0 split; writes
+  model.keras + metrics.json."""
+  c = load_corpus(records_dir, corpus, 0, rc, front_end, subset)
+  rc = dataclasses.replace(rc, cnn=cnn)
+  model, hist = recipe_lib.train_classifier(
+      c.train, c.inputs["val"], c.parts["val"].labels, len(c.labels), rc,
+      front_end, out_dir=os.path.join(out_dir, "train"))
+  metrics = {**_metrics(model, c, rc, hist), "corpus": corpus,
+             "front_end": front_end.to_dict()}
+  save(model, out_dir, c.labels, metrics)
+  return model, metrics
+
+
+def train_student(records_dir: str, corpus: str, fold: int, out_dir: str,
+                  rc: recipe_lib.Recipe = recipe_lib.Recipe(),
+                  packed: Optional[str] = None, graph_reg=None,
+                  front_end: FrontEndConfig = FrontEndConfig(),
+                  subset: Optional[int] = None, strategy=None,
+                  init_from: Optional[keras.Model] = None
+                  ) -> Tuple[keras.Model, dict]:
+  """The early-exit student on the target's training speakers; with
+  ``packed`` (``nsl.tools.pack_nbrs`` output) and ``graph_reg`` its
+  neighbours regularise ``fc1``; ``init_from`` transfers weights by layer
+  name first (a pretrained student)."""
+  from nsl_ser import graph
+  c = load_corpus(records_dir, corpus, fold, rc, front_end, subset)
+  g = None
+  if packed and graph_reg is not None and graph_reg.multiplier > 0:
+    nbrs, w = graph.neighbour_index(packed, c.train.ids, graph_reg.max_neighbors)
+    g = (nbrs, w, graph_reg)
+  model, hist = recipe_lib.train_student(
+      c.train, c.inputs["val"], c.parts["val"].labels, len(c.labels), rc,
+      front_end, init_from=init_from, graph=g,
+      out_dir=os.path.join(out_dir, "train"), strategy=strategy)
+  metrics = {**_metrics(model, c, rc, hist), "corpus": corpus, "fold": fold,
+             "exit_macs": models.exit_macs(model),
+             "graph_reg": None if g is None else dataclasses.asdict(graph_reg)}
+  save(model, out_dir, c.labels, metrics)
   return model, metrics

@@ -16,14 +16,18 @@ def _records(cfg: RunConfig, corpus: str) -> str:
   return cfg.path("records", corpus)
 
 
-def _epochs(cfg: RunConfig, n: int) -> int:
-  return 2 if cfg.quick else n
+def _subset(cfg: RunConfig):
+  return 3 if cfg.quick else None
 
 
-def _train_cfg(cfg: RunConfig, epochs: int):
-  from nsl_ser import training
-  return training.TrainConfig(epochs=_epochs(cfg, epochs), seed=cfg.seed,
-                              patience=12, verbose=2)
+def _recipe(cfg: RunConfig, epochs: int):
+  """The default recipe (nsl_ser.recipe) in the run's regime and seed."""
+  import dataclasses
+  from nsl_ser import recipe
+  r = recipe.Recipe(regime=cfg.normalization)
+  return dataclasses.replace(r, train=dataclasses.replace(
+      r.train, epochs=2 if cfg.quick else epochs, seed=cfg.seed, verbose=2,
+      average_epochs=1 if cfg.quick else r.train.average_epochs))
 
 
 def _strategy(cfg: RunConfig):
@@ -36,8 +40,8 @@ def _target(cfg: RunConfig):
   from nsl_ser import data, records
   labels = source.read_labels(_records(cfg, cfg.target))
   arrays = data.load_arrays(records.list_shards(_records(cfg, cfg.target)), labels)
-  if cfg.quick:
-    arrays = arrays.subset(np.arange(len(arrays)) % 3 == 0)
+  if cfg.quick:  # the same every-third-id subset as source.load_corpus
+    arrays = arrays.subset(np.isin(arrays.ids, np.sort(arrays.ids)[::_subset(cfg)]))
   return arrays, labels
 
 
@@ -61,18 +65,29 @@ def run_prepare(cfg: RunConfig) -> Dict:
 
 def run_train_source(cfg: RunConfig) -> Dict:
   _, m = source.train_source(_records(cfg, cfg.source), cfg.source,
-                             cfg.path("source"),
-                             cfg=_train_cfg(cfg, cfg.source_epochs))
+                             cfg.path("source"), _recipe(cfg, cfg.source_epochs),
+                             subset=_subset(cfg))
   return {"test_uar": m["test"]["uar"], "val_uar": m["val"]["uar"]}
 
 
 def run_embed(cfg: RunConfig) -> Dict:
+  """Source fc1 embeddings of every target utterance, fed in the regime's
+  form, centred per speaker and scaled to unit length."""
   from nsl_ser import embed
+  c = source.load_corpus(_records(cfg, cfg.target), cfg.target, cfg.fold,
+                         _recipe(cfg, 1), subset=_subset(cfg))
+  arrays = c.parts["train"]
+  for p in ("val", "test"):  # every utterance, one regime-form input each
+    arrays = type(arrays)(*(np.concatenate([getattr(arrays, f), getattr(c.parts[p], f)])
+                            for f in ("features", "labels", "ids", "speakers")))
+  x = np.concatenate([c.inputs[p] for p in ("train", "val", "test")])
   model = models.load_model(cfg.path("source", source.MODEL_FILE))
-  arrays, _ = _target(cfg)
-  emb = embed.compute_embeddings(model, arrays, "fc1", "speaker")
+  emb = embed.normalize_embeddings(
+      models.embedding_model(model, "fc1").predict(x, verbose=0),
+      arrays.speakers, "speaker")
   embed.write_embeddings(cfg.path("embeddings"), arrays.ids, emb,
-                         {"layer": "fc1", "normalize": "speaker"})
+                         {"layer": "fc1", "normalize": "speaker",
+                          "regime": cfg.normalization})
   return {"count": int(len(arrays))}
 
 
@@ -94,43 +109,15 @@ def run_build_graph(cfg: RunConfig) -> Dict:
   return {k: v for k, v in stats.items() if k != "degrees"}
 
 
-def run_pretrain_student(cfg: RunConfig) -> Dict:
-  _, m = source.train_source(_records(cfg, cfg.source), cfg.source,
-                             cfg.path("pretrained"), cnn=models.STUDENT,
-                             cfg=_train_cfg(cfg, cfg.pretrain_epochs))
-  return {"test_uar": m["test"]["uar"]}
-
-
 def run_train_student(cfg: RunConfig) -> Dict:
-  from nsl_ser import data, evaluation, nsl_train, self_distill
-  arrays, labels = _target(cfg)
-  parts = _parts(cfg, arrays)
-  packed = data.packed_arrays([cfg.path("graphs", "packed.tfrecord")], labels,
-                              cfg.max_nbrs)
-  keep = np.isin(packed["id"].astype(str), parts["train"].ids)
-  packed = {k: v[keep] for k, v in packed.items()}
-  pretrained = models.load_model(cfg.path("pretrained", source.MODEL_FILE))
+  from nsl_ser import nsl_train
   reg = nsl_train.GraphRegParams(max_neighbors=cfg.max_nbrs,
                                  multiplier=cfg.multiplier)
-  out_dir = cfg.path("student")
-  model, _, hist = self_distill.train_exit_model(
-      packed, packed["label"], parts["val"].features, parts["val"].labels,
-      len(labels), models.STUDENT, _train_cfg(cfg, cfg.student_epochs),
-      self_distill.DistillConfig(temperature=cfg.temperature),
-      init_from=pretrained, graph_reg=reg, out_dir=os.path.join(out_dir, "train"),
-      strategy=_strategy(cfg))
-  probs = model.predict(parts["test"].features, verbose=0)
-  metrics = {name: evaluation.report(parts["test"].labels, p, labels)
-             for name, p in zip(models.exit_names(model), probs)}
-  model.save(os.path.join(out_dir, "model.tmp.keras"))
-  os.replace(os.path.join(out_dir, "model.tmp.keras"),
-             os.path.join(out_dir, source.MODEL_FILE))
-  atomic_write_text(os.path.join(out_dir, "labels.txt"),
-                    "".join(l + "\n" for l in labels))
-  atomic_write_text(os.path.join(out_dir, "metrics.json"), json.dumps(
-      {"test": metrics, "exit_macs": models.exit_macs(model),
-       "params": int(model.count_params()), "wall_s": hist["wall_s"]}, indent=2))
-  return {n: round(m["uar"], 2) for n, m in metrics.items()}
+  model, m = source.train_student(
+      _records(cfg, cfg.target), cfg.target, cfg.fold, cfg.path("student"),
+      _recipe(cfg, cfg.student_epochs), cfg.path("graphs", "packed.tfrecord"),
+      reg, subset=_subset(cfg), strategy=_strategy(cfg))
+  return {n: round(v, 2) for n, v in m["exits"]["test"].items()}
 
 
 def run_export(cfg: RunConfig) -> Dict:
@@ -185,18 +172,18 @@ STAGES: List[Stage] = [
     Stage("prepare", run_prepare, _p("source", "target", "data_dir"),
           lambda c: [os.path.join(_records(c, x), "summary.json")
                      for x in (c.source, c.target)]),
-    Stage("train_source", run_train_source, _p("source_epochs", "quick", "seed"),
+    Stage("train_source", run_train_source,
+          _p("source_epochs", "quick", "seed", "normalization"),
           lambda c: [c.path("source", source.MODEL_FILE),
                      c.path("source", source.METRICS_FILE)]),
-    Stage("embed", run_embed, _p("quick"), lambda c: [c.path("embeddings")]),
+    Stage("embed", run_embed, _p("quick", "normalization"),
+          lambda c: [c.path("embeddings")]),
     Stage("build_graph", run_build_graph, _p("fold", "max_nbrs", "target_degree"),
           lambda c: [c.path("graphs", "graph.tsv"),
                      c.path("graphs", "packed.tfrecord")]),
-    Stage("pretrain_student", run_pretrain_student,
-          _p("pretrain_epochs", "quick", "seed"),
-          lambda c: [c.path("pretrained", source.MODEL_FILE)]),
     Stage("train_student", run_train_student,
-          _p("student_epochs", "multiplier", "temperature", "seed", "strategy"),
+          _p("student_epochs", "multiplier", "seed", "strategy",
+             "normalization"),
           lambda c: [c.path("student", source.MODEL_FILE),
                      c.path("student", "metrics.json")]),
     Stage("export", run_export, _p("fold", "quantization"),

@@ -80,6 +80,14 @@ def test_export_writes_models_labels_and_sidecar(out, emodb):
   assert side["front_end"]["sample_rate"] == 16000
   assert side["front_end"]["feature_shape"] == [298, 40]
   assert "RAVDESS" in side["licence"] and "EmoDB" in side["licence"]
+  # the normalisation statistics travel with the model: those of its norm layer
+  norm = side["normalization"]
+  assert norm["regime"] == "global" and "speaker" in norm["contract"]
+  mean, var = (np.array(norm["norm_layer"]["mean"]),
+                np.array(norm["norm_layer"]["var"]))
+  feats = emodb["train"].features
+  np.testing.assert_allclose(mean, feats.mean(axis=(0, 1)), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(var, feats.var(axis=(0, 1)), rtol=1e-3)
   cal = side["calibration"]
   assert set(cal["speakers"]) == set(emodb["split"].train)
   assert not set(cal["speakers"]) & set(emodb["split"].test)

@@ -54,7 +54,7 @@ def test_resume_skips_finished_stages(resumed_run):
   missing = [s for s in after if s not in before]
   assert missing and all(f"[{s}] done" in log for s in missing)
   assert list(after) == ["prepare", "train_source", "embed", "build_graph",
-                         "pretrain_student", "train_student", "export",
+                         "train_student", "export",
                          "evaluate", "report"]
 
 
@@ -80,7 +80,7 @@ def test_unchanged_rerun_does_nothing_and_changed_flag_reruns(resumed_run, data_
   work, _, _ = resumed_run
   r = subprocess.run(_run_cmd(work, data_dir), cwd=ROOT, capture_output=True, text=True)
   assert r.returncode == 0
-  assert "done in" not in r.stdout and r.stdout.count("up to date, skipped") == 9
+  assert "done in" not in r.stdout and r.stdout.count("up to date, skipped") == 8
   r = subprocess.run(_run_cmd(work, data_dir) + ["--multiplier=0.2"], cwd=ROOT,
                      capture_output=True, text=True)
   assert r.returncode == 0, r.stderr[-2000:]

@@ -1,24 +1,40 @@
 """Flags shared by the training stages (defined by the modules that use them)."""
 from __future__ import annotations
 
+import dataclasses
+
 from absl import flags
 
-from nsl_ser import training
+from nsl_ser import augment, normalization, recipe, training
 
 
 def define_train_flags(epochs: int, learning_rate: float = 1e-3) -> None:
   flags.DEFINE_integer("epochs", epochs, "Training epochs.")
   flags.DEFINE_integer("batch_size", 16, "Batch size.")
   flags.DEFINE_float("learning_rate", learning_rate, "Adam learning rate.")
-  flags.DEFINE_float("decay_rate", 0.9, "LR multiplier every --decay_epochs.")
-  flags.DEFINE_integer("decay_epochs", 5, "Epochs between LR decays.")
-  flags.DEFINE_integer("patience", 12, "Early-stopping patience (val UAR).")
-  flags.DEFINE_integer("seed", 0, "Random seed.")
+  flags.DEFINE_enum("selection", "average", list(training.SELECTIONS),
+                    "Weights kept: mean of the last --average_epochs epochs, "
+                    "or the best validation-UAR epoch (early stopping).")
+  flags.DEFINE_integer("average_epochs", 10, "Epochs averaged (selection=average).")
+  flags.DEFINE_enum("schedule", "cosine", list(training.SCHEDULES),
+                    "Learning-rate schedule.")
+  flags.DEFINE_integer("patience", 12, "Early-stopping patience (selection=val_uar).")
+  flags.DEFINE_bool("random_crop", True, "Random 3 s crops of whole utterances.")
+  flags.DEFINE_list("speeds", [str(s) for s in augment.SPEEDS],
+                    "soxr speed perturbation factors (1.0 first).")
+  flags.DEFINE_float("mixup", 0.2, "Mixup Beta(a, a) parameter (0: off).")
+  flags.DEFINE_enum("normalization", "global", list(normalization.REGIMES),
+                    "Regime: global (training statistics inside the model) or "
+                    "speaker (features z-scored with each speaker's own clips).")
+  flags.DEFINE_integer("seed", 0, "Random seed (same seed, same weights).")
 
 
-def train_config() -> training.TrainConfig:
+def train_recipe() -> recipe.Recipe:
   f = flags.FLAGS
-  return training.TrainConfig(
+  r = recipe.Recipe(regime=f.normalization, augment=augment.AugmentConfig(
+      random_crop=f.random_crop, mixup_alpha=f.mixup,
+      speeds=tuple(float(s) for s in f.speeds)))
+  return dataclasses.replace(r, train=training.TrainConfig(
       epochs=f.epochs, batch_size=f.batch_size, learning_rate=f.learning_rate,
-      decay_rate=f.decay_rate, decay_epochs=f.decay_epochs,
-      patience=f.patience, seed=f.seed)
+      selection=f.selection, average_epochs=f.average_epochs,
+      schedule=f.schedule, patience=f.patience, seed=f.seed))

@@ -19,6 +19,6 @@ common.define_train_flags(epochs=40)
 def main(argv) -> None:
   del argv
   _, metrics = source.train_source(FLAGS.records_dir, FLAGS.corpus,
-                                   FLAGS.out_dir, cfg=common.train_config())
+                                   FLAGS.out_dir, common.train_recipe())
   print(json.dumps({p: {k: round(metrics[p][k], 2) for k in ("uar", "wa")}
                     for p in ("val", "test")}, indent=2))

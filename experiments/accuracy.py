@@ -1,0 +1,417 @@
+"""The accuracy programme: EmoDB 5 folds x 3 seeds, every lever, two regimes.
+
+  python experiments/accuracy.py                      # everything (hours)
+  python experiments/accuracy.py --regimes=global --part=work/acc/global.json
+  python experiments/accuracy.py --regimes=speaker --part=work/acc/speaker.json
+  python experiments/accuracy.py --merge=work/acc/global.json,work/acc/speaker.json
+
+Each configuration trains the early-exit student (self-distillation) on the
+training speakers of fold k (validation fold k+1, test fold k) and reports
+test UAR / WA per exit, as mean +- std over folds x seeds, in both regimes:
+``global`` (speaker-independent: statistics of the training data, inside
+the model) and ``speaker`` (speaker-calibrated: every speaker, test
+speakers included, z-scored with the statistics of its own unlabelled
+clips). ``baseline`` is the recipe main had (centre crop, early stopping
+on validation UAR, step decay); every other row adds one lever to it, and
+``combined`` takes every lever. The combined models are also converted to
+the int8 microcontroller stages and scored through the stage chain
+(LiteRT reference kernels). Writes experiments/results/accuracy.{json,md}.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Dict, List
+
+import numpy as np
+from absl import app, flags, logging
+
+from nsl_ser import (augment, data, embed, evaluation, graph, litert, micro,
+                     models, normalization, nsl_train, records, recipe, source,
+                     splits, training)
+from nsl_ser.features import FrontEndConfig
+from nsl_ser.prepare import PrepareConfig, atomic_write_text, prepare
+from nsl_ser.results import markdown_table, write_results
+
+F = flags.FLAGS
+flags.DEFINE_string("data_dir", "../shared/data", "Data root.")
+flags.DEFINE_string("work_dir", "work/accuracy", "Scratch folder.")
+flags.DEFINE_list("folds", ["0", "1", "2", "3", "4"], "EmoDB folds.")
+flags.DEFINE_integer("seeds", 3, "Seeds per configuration.")
+flags.DEFINE_integer("epochs", 40, "Epochs per student.")
+flags.DEFINE_list("regimes", list(normalization.REGIMES), "Regimes to run.")
+flags.DEFINE_list("configs", None, "Configurations (default: all).")
+flags.DEFINE_string("part", None, "Write raw runs here instead of results.")
+flags.DEFINE_list("merge", None, "Merge these part files into the results.")
+flags.DEFINE_string("name", "accuracy", "Results name.")
+flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
+flags.DEFINE_list("final", ["average", "crop", "speed", "mixup"],
+                  "Levers of the final recipe (rows final, graph, pretrain).")
+flags.DEFINE_integer("source_epochs", 40, "Epochs of the RAVDESS source CNN.")
+flags.DEFINE_integer("finetune_epochs", 15,
+                     "Epochs of the fine-tuned source (row finetune; 1 M "
+                     "parameters, 10x the student's cost an epoch).")
+flags.DEFINE_integer("max_nbrs", 3, "Graph neighbours per example.")
+flags.DEFINE_float("multiplier", 0.1, "Graph loss multiplier.")
+flags.DEFINE_float("target_degree", 6.0, "Mean graph degree (auto threshold).")
+
+SPEEDS = augment.SPEEDS
+
+
+def _baseline(epochs: int) -> recipe.Recipe:
+  """main's recipe before this programme."""
+  return recipe.Recipe(
+      augment=augment.NONE,
+      train=training.TrainConfig(epochs=epochs, patience=12, selection="val_uar",
+                                 schedule="step", verbose=0))
+
+
+def final_recipe(epochs: int, levers) -> recipe.Recipe:
+  """The baseline with the chosen levers (``average``, ``crop``, ``speed``,
+  ``mixup``)."""
+  r = _baseline(epochs)
+  aug = dataclasses.replace(augment.NONE, random_crop="crop" in levers,
+                            speeds=SPEEDS if "speed" in levers else (1.0,),
+                            mixup_alpha=0.2 if "mixup" in levers else 0.0)
+  train = (dataclasses.replace(r.train, selection="average", schedule="cosine")
+           if "average" in levers else r.train)
+  return dataclasses.replace(r, augment=aug, train=train)
+
+
+# Rows that need the RAVDESS source model (trained once per regime).
+SOURCE_ROWS = ("graph", "pretrain", "finetune")
+
+
+def configurations(epochs: int) -> Dict[str, recipe.Recipe]:
+  base = _baseline(epochs)
+  avg = dataclasses.replace(base.train, selection="average", schedule="cosine")
+  crop = augment.AugmentConfig(random_crop=True)
+  final = final_recipe(epochs, F.final)
+  return {
+      "baseline": base,
+      "+average": dataclasses.replace(base, train=avg),
+      "+crop": dataclasses.replace(base, augment=crop),
+      "+speed": dataclasses.replace(base, augment=dataclasses.replace(
+          augment.NONE, speeds=SPEEDS)),
+      "+mixup": dataclasses.replace(base, augment=dataclasses.replace(
+          augment.NONE, mixup_alpha=0.2)),
+      "combined": dataclasses.replace(base, train=avg, augment=dataclasses.replace(
+          crop, speeds=SPEEDS, mixup_alpha=0.2)),
+      "final": final,                 # speech only
+      "graph": final,                 # + NSL graph from source embeddings
+      "pretrain": final,              # initialised from a RAVDESS student
+      "finetune": dataclasses.replace(final, cnn=models.SOURCE),  # classic
+  }
+
+
+class SourceModels:
+  """Per regime, trained once and cached under ``work_dir``: the RAVDESS
+  source CNN (8 classes) and a RAVDESS-pretrained student with exits."""
+
+  def __init__(self, fe: FrontEndConfig):
+    rec = os.path.join(F.work_dir, "records", "ravdess")
+    prepare(PrepareConfig("ravdess", F.data_dir, rec))
+    self.labels = source.read_labels(rec)
+    files = records.list_shards(rec)
+    self.fe = fe
+    self.utts = augment.load_utterances(files, self.labels, SPEEDS, fe)
+    self.arrays = data.load_arrays(files, self.labels, front_end=fe)
+    self.stats = normalization.speaker_stats(self.utts.clips(0), self.utts.speakers)
+    self.metrics: Dict[str, dict] = {}
+    self._cache: Dict[str, object] = {}
+
+  def _train(self, regime: str, kind: str):
+    key = f"{kind}_{regime}"
+    if key in self._cache:
+      return self._cache[key]
+    path = os.path.join(F.work_dir, key, source.MODEL_FILE)
+    split = splits.get_split("ravdess", 0)
+    part = {p: self.arrays.by_speakers(getattr(split, p)) for p in ("val", "test")}
+    x = {p: recipe.model_inputs(a, regime, self.stats) for p, a in part.items()}
+    if os.path.exists(path):
+      model = models.load_model(path)
+    else:
+      r = final_recipe(F.source_epochs, F.final)
+      r = dataclasses.replace(r, regime=regime, train=dataclasses.replace(
+          r.train, seed=0, verbose=2))
+      train = self.utts.by_speakers(split.train)
+      if kind == "source":
+        model, _ = recipe.train_classifier(
+            train, x["val"], part["val"].labels, len(self.labels),
+            dataclasses.replace(r, cnn=models.SOURCE), self.fe)
+      else:
+        model, _ = recipe.train_student(train, x["val"], part["val"].labels,
+                                        len(self.labels), r, self.fe)
+      os.makedirs(os.path.dirname(path), exist_ok=True)
+      model.save(path + ".tmp.keras")
+      os.replace(path + ".tmp.keras", path)
+    res = recipe.evaluate_exits(model, x["test"], part["test"].labels, self.labels)
+    last = list(res)[-1]
+    self.metrics[key] = {"test_uar": res[last]["uar"], "test_wa": res[last]["wa"]}
+    logging.info("%s: RAVDESS test-actor UAR %.1f", key, res[last]["uar"])
+    self._cache[key] = model
+    return model
+
+  def source(self, regime: str):
+    return self._train(regime, "source")
+
+  def student(self, regime: str):
+    return self._train(regime, "student")
+
+
+def graph_for(src_model, utts: augment.Utterances, arrays: data.Arrays,
+              train_ids, regime: str, stats, rec_files, tag: str):
+  """NSL graph over the training ids from the source model's fc1
+  embeddings (per speaker centred, unit length), packed with nsl.tools;
+  returns (neighbour rows into ``train_ids`` order, weights, statistics)."""
+  x = recipe.model_inputs(arrays, regime, stats)
+  emb = embed.normalize_embeddings(
+      models.embedding_model(src_model, "fc1").predict(x, verbose=0),
+      arrays.speakers, "speaker")
+  by_id = dict(zip(arrays.ids, emb))
+  gcfg = graph.GraphConfig(max_nbrs=F.max_nbrs)
+  gcfg.similarity_threshold = graph.auto_threshold(
+      np.stack([by_id[i] for i in train_ids]), F.target_degree)
+  gdir = os.path.join(F.work_dir, "graphs")
+  gpath = graph.build_graph(by_id, train_ids, os.path.join(gdir, f"{tag}.tsv"), gcfg)
+  stats_g = graph.graph_stats(gpath, train_ids, dict(zip(arrays.ids, arrays.labels)))
+  packed = graph.pack(rec_files, train_ids, gpath,
+                      os.path.join(gdir, f"{tag}.tfrecord"), gcfg)
+  nbrs, w = graph.neighbour_index(packed, train_ids, F.max_nbrs)
+  return nbrs, w, {k: v for k, v in stats_g.items() if k != "degrees"}
+
+
+def _int8_chain(model, calib: np.ndarray, test_x: np.ndarray) -> Dict:
+  """MCU int8 stages: total bytes and every exit's probabilities."""
+  stages = micro.build_stages(model, calib)
+  runners = [litert.Model(s, f"stage {k}") for k, s in enumerate(stages, 1)]
+  q_in = runners[0].inputs()[0].qparams
+  out_q = [micro.stage_output_qparams(s, f"exit_{k}")
+           for k, s in enumerate(stages, start=1)]
+  probs: Dict[str, List[np.ndarray]] = {}
+  for x in q_in.quantize(test_x):
+    o = micro.run_chain(runners, x[None])
+    for k, q in enumerate(out_q, start=1):
+      probs.setdefault(f"exit_{k}", []).append(q.dequantize(o[f"exit_{k}"])[0])
+  return {"bytes": int(sum(len(s) for s in stages)),
+          "probs": {n: np.stack(v) for n, v in probs.items()}}
+
+
+def run(regimes, names) -> List[dict]:
+  fe = FrontEndConfig()
+  rec = os.path.join(F.work_dir, "records", "emodb")
+  prepare(PrepareConfig("emodb", F.data_dir, rec))
+  labels = source.read_labels(rec)
+  files = records.list_shards(rec)
+  utts = augment.load_utterances(files, labels, SPEEDS, fe)
+  arrays = data.load_arrays(files, labels, front_end=fe)
+  stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
+  configs = configurations(F.epochs)
+  src = SourceModels(fe) if any(n in SOURCE_ROWS for n in names) else None
+  rows = []
+  for regime in regimes:
+    for name in names:
+      rc = dataclasses.replace(configs[name], regime=regime)
+      for fold in (int(f) for f in F.folds):
+        split = splits.get_split("emodb", fold)
+        part = {p: arrays.by_speakers(getattr(split, p))
+                for p in ("train", "val", "test")}
+        x = {p: recipe.model_inputs(a, regime, stats) for p, a in part.items()}
+        train = utts.by_speakers(split.train)
+        if len(rc.augment.speeds) < len(SPEEDS):
+          train = dataclasses.replace(train, variants=[v[:1] for v in train.variants],
+                                      speeds=(1.0,))
+        extra, gstats = {}, None
+        if name == "graph":
+          nbrs, w, gstats = graph_for(src.source(regime), utts, arrays, train.ids,
+                                      regime, stats, files, f"{regime}_fold{fold}")
+          extra["graph"] = (nbrs, w, nsl_train.GraphRegParams(
+              max_neighbors=F.max_nbrs, multiplier=F.multiplier))
+        elif name == "pretrain":
+          extra["init_from"] = src.student(regime)
+        elif name == "finetune":
+          extra["init_from"] = src.source(regime)
+          rc = dataclasses.replace(rc, train=dataclasses.replace(
+              rc.train, epochs=F.finetune_epochs,
+              average_epochs=min(rc.train.average_epochs, F.finetune_epochs // 2)))
+        for seed in range(F.seeds):
+          r = dataclasses.replace(rc, train=dataclasses.replace(rc.train, seed=seed))
+          t = time.time()
+          if name == "finetune":
+            model, hist = recipe.train_classifier(
+                train, x["val"], part["val"].labels, len(labels), r, fe, **extra)
+          else:
+            model, hist = recipe.train_student(
+                train, x["val"], part["val"].labels, len(labels), r, fe, **extra)
+          res = recipe.evaluate_exits(model, x["test"], part["test"].labels, labels)
+          if name == "finetune":
+            res = {"exit_4": res["probs"]}  # one head: the full model
+          row = {"regime": regime, "config": name, "fold": fold, "seed": seed,
+                 "epochs_run": len(hist["loss"]), "wall_s": time.time() - t,
+                 "exits": {n: {"uar": v["uar"], "wa": v["wa"]}
+                           for n, v in res.items()}}
+          if gstats is not None:
+            row["graph"] = gstats
+          if src is not None:
+            row["source"] = dict(src.metrics)
+          if name in ("combined", "final"):
+            q = _int8_chain(model, x["train"][::2], x["test"])
+            row["mcu_int8_bytes"] = q["bytes"]
+            row["int8_exits"] = {n: {"uar": evaluation.report(
+                part["test"].labels, p, labels)["uar"], "wa": evaluation.report(
+                    part["test"].labels, p, labels)["wa"]}
+                for n, p in q["probs"].items()}
+          logging.info("%s %s fold %d seed %d: %s (%.0f s)", regime, name, fold,
+                       seed, {n: round(v["uar"], 1) for n, v in row["exits"].items()},
+                       row["wall_s"])
+          rows.append(row)
+          if F.part:
+            atomic_write_text(F.part, json.dumps(rows, indent=1))
+  return rows
+
+
+def _ms(values) -> str:
+  s = evaluation.mean_std(values)
+  return f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+ROW_NOTES = {
+    "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
+    "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",
+    "+crop": "random 3 s crops of whole utterances (random placement if shorter)",
+    "+speed": "soxr speed perturbation 0.9 / 1.0 / 1.1",
+    "+mixup": "mixup, Beta(0.2, 0.2)",
+    "combined": "all four levers",
+    "final": "the chosen levers, exit-1 head pooled over frequency pairs (size)",
+    "graph": "final + NSL graph regulariser on fc1 (source embeddings)",
+    "pretrain": "final, initialised from a RAVDESS-trained student",
+    "finetune": "classic transfer: the RAVDESS source CNN fine-tuned (final recipe)",
+}
+
+
+def summarize(rows: List[dict], wall: float) -> None:
+  names = list(dict.fromkeys(r["config"] for r in rows))
+  regimes = [g for g in normalization.REGIMES if any(r["regime"] == g for r in rows)]
+  last = max(int(n.split("_")[1]) for r in rows for n in r["exits"])
+  full = f"exit_{last}"
+
+  def sel(regime, name, key="exits"):
+    return [r for r in rows if r["regime"] == regime and r["config"] == name
+            and key in r]
+
+  table, agg = [], {}
+  for name in names:
+    line = [name]
+    for g in regimes:
+      rs = sel(g, name)
+      if not rs:
+        line += ["–"] * 3
+        continue
+      uar = [r["exits"][full]["uar"] for r in rs]
+      wa = [r["exits"][full]["wa"] for r in rs]
+      exits = [n for n in (f"exit_{k}" for k in range(1, last + 1)) if n in rs[0]["exits"]]
+      per_exit = {n: float(np.mean([r["exits"][n]["uar"] for r in rs])) for n in exits}
+      agg[f"{g}/{name}"] = {"uar": evaluation.mean_std(uar),
+                            "wa": evaluation.mean_std(wa), "per_exit_uar": per_exit,
+                            "runs": len(rs)}
+      line += [_ms(uar), _ms(wa), " / ".join(f"{v:.1f}" for v in per_exit.values())]
+    table.append(line + [ROW_NOTES.get(name, "")])
+  header = ["row"] + [f"{g}: {m}" for g in regimes
+                      for m in ("UAR", "WA", "UAR exit 1…K")] + ["what"]
+  md = ["EmoDB, 7 classes, speaker-independent folds (test fold k, validation "
+        "fold k+1); UAR and WA of the full model (exit_%d) in %%, mean ± std "
+        "over %s runs (5 folds × 3 seeds); mean UAR of every exit. "
+        "`global` = speaker-independent regime (statistics of the training "
+        "speakers, inside the model); `speaker` = speaker-calibrated regime "
+        "(every speaker z-scored per band with its own unlabelled clips, "
+        "test speakers included, never their labels). Float Keras models.\n"
+        % (last, sorted({v["runs"] for v in agg.values()})), markdown_table(header, table)]
+  int8 = {}
+  int8_row = "final" if any(sel(g, "final", "int8_exits") for g in regimes) else "combined"
+  for g in regimes:
+    rs = sel(g, int8_row, "int8_exits")
+    if rs:
+      exits = list(rs[0]["int8_exits"])
+      int8[g] = {n: evaluation.mean_std([r["int8_exits"][n]["uar"] for r in rs])
+                 for n in exits}
+      int8[g]["wa"] = evaluation.mean_std([r["int8_exits"][full]["wa"] for r in rs])
+      int8[g]["bytes"] = int(max(r["mcu_int8_bytes"] for r in rs))
+      int8[g]["row"] = int8_row
+  if int8:
+    md.append(f"\n## int8 microcontroller stages (row `{int8_row}`)\n\n"
+              "Every run's model converted to the full-int8 MCU stages "
+              "(`micro.build_stages`, calibrated on training clips) and run as "
+              "a chain in LiteRT (reference kernels).\n\n")
+    md.append(markdown_table(
+        ["regime", "stages bytes (max)", "UAR full", "WA full", "UAR exit 1…K"],
+        [[g, v["bytes"], f"{v[full]['mean']:.1f} ± {v[full]['std']:.1f}",
+          f"{v['wa']['mean']:.1f}",
+          " / ".join(f"{v[n]['mean']:.1f}" for n in v if n.startswith("exit_"))]
+         for g, v in int8.items()]))
+  src = {}
+  for r in rows:
+    src.update(r.get("source", {}))
+  homophily = {g: float(np.mean([r["graph"]["homophily"] for r in sel(g, "graph", "graph")]))
+               for g in regimes if sel(g, "graph", "graph")}
+  if src:
+    md.append("\n## Source models (RAVDESS, 8 classes, test actors 19–24, seed 0)\n\n")
+    md.append(markdown_table(["model", "UAR", "WA"],
+                             [[k, v["test_uar"], v["test_wa"]] for k, v in src.items()]))
+  if homophily:
+    md.append("\nGraph label homophily (share of edges joining the same "
+              "emotion), mean over folds: " + ", ".join(
+                  f"{g} {v:.2f}" for g, v in homophily.items()) + "\n")
+
+  nan = float("nan")
+
+  def get(key, field="uar"):
+    return agg[key][field]["mean"] if key in agg else nan
+
+  main_row = "final" if "global/final" in agg else "combined"
+  per_exit = agg.get(f"global/{main_row}", {}).get("per_exit_uar", {})
+  summary = {
+      "uar_int8_independent": int8.get("global", {}).get(full, {}).get("mean", nan),
+      "uar_int8_calibrated": int8.get("speaker", {}).get(full, {}).get("mean", nan),
+      "wa_int8_independent": int8.get("global", {}).get("wa", {}).get("mean", nan),
+      "wa_int8_calibrated": int8.get("speaker", {}).get("wa", {}).get("mean", nan),
+      "uar_float_independent": get(f"global/{main_row}"),
+      "uar_float_calibrated": get(f"speaker/{main_row}"),
+      "uar_baseline_independent": get("global/baseline"),
+      "uar_baseline_calibrated": get("speaker/baseline"),
+      "uar_speech_only": get(f"global/{main_row}"),
+      "uar_graph": get("global/graph"),
+      "uar_finetune": get("global/finetune"),
+      "uar_pretrain": get("global/pretrain"),
+      "uar_speech_only_calibrated": get(f"speaker/{main_row}"),
+      "uar_graph_calibrated": get("speaker/graph"),
+      "uar_finetune_calibrated": get("speaker/finetune"),
+      "uar_exit_1": per_exit.get("exit_1", nan),
+      "uar_exit_last": per_exit.get(full, nan),
+      "source_test_uar": src.get("source_global", {}).get("test_uar", nan),
+      "source_test_uar_calibrated": src.get("source_speaker", {}).get("test_uar", nan),
+      "mcu_int8_bytes": int8.get("global", {}).get("bytes", 0),
+      "graph_homophily": homophily.get("global", nan),
+      "wall_s": wall,
+  }
+  write_results(F.name, summary, {"aggregate": agg, "int8": int8, "runs": rows},
+                "\n".join(md), F.results_dir or os.path.join(
+                    os.path.dirname(os.path.abspath(__file__)), "results"))
+
+
+def main(argv):
+  del argv
+  t0 = time.time()
+  if F.merge:
+    rows = [r for p in F.merge for r in json.load(open(p))]
+    summarize(rows, sum(r["wall_s"] for r in rows))
+    return
+  names = F.configs or list(configurations(F.epochs))
+  rows = run(F.regimes, names)
+  if not F.part:
+    summarize(rows, time.time() - t0)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,149 @@
+"""The student recipe: normalisation regime + augmentation + self-distillation.
+
+One config object (:class:`Recipe`) and two thin functions over it:
+:func:`train_student` trains an early-exit student on whole utterances, and
+:func:`model_inputs` turns centre-cropped features into what that student
+expects in its regime (``global``: the raw log-Mel, the model normalises;
+``speaker``: z-scored with each speaker's own statistics first).
+The defaults are the winner of ``experiments/accuracy.py``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, Mapping, Optional, Tuple
+
+import numpy as np
+
+from nsl_ser import augment, data, models, normalization, self_distill, training
+from nsl_ser.compat import keras
+from nsl_ser.features import FrontEndConfig
+from nsl_ser.nsl_train import GraphRegParams
+
+
+@dataclasses.dataclass
+class Recipe:
+  """Everything that decides a trained student, besides its data."""
+  regime: str = "global"  # normalization.REGIMES
+  augment: augment.AugmentConfig = augment.AugmentConfig(
+      random_crop=True, mixup_alpha=0.2, speeds=augment.SPEEDS)
+  train: training.TrainConfig = dataclasses.field(
+      default_factory=lambda: training.TrainConfig(epochs=40))
+  distill: self_distill.DistillConfig = dataclasses.field(
+      default_factory=self_distill.DistillConfig)
+  cnn: models.CNNConfig = models.STUDENT
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def pad_value(front_end: FrontEndConfig) -> float:
+  """The log-Mel of zero-padded audio: log(log_floor)."""
+  return float(np.log(front_end.log_floor))
+
+
+def model_inputs(arrays: data.Arrays, regime: str,
+                 stats: Optional[Mapping[str, normalization.BandStats]] = None
+                 ) -> np.ndarray:
+  """What a student of ``regime`` takes for ``arrays``' centre-cropped
+  features: unchanged (``global``) or z-scored per speaker (``speaker``,
+  with ``stats`` from each speaker's own whole clips)."""
+  if regime == "global":
+    return arrays.features
+  if regime == "speaker":
+    if stats is None:
+      raise ValueError("the speaker regime needs per-speaker statistics")
+    return normalization.standardize_by_speaker(arrays.features, arrays.speakers,
+                                                stats)
+  raise ValueError(f"regime must be one of {normalization.REGIMES}, not {regime!r}")
+
+
+def training_clips(train: augment.Utterances, regime: str,
+                   front_end: FrontEndConfig):
+  """(clips, pad values) for :class:`augment.TrainBatches`. In the speaker
+  regime each (speaker, speed) pair counts as a speaker of its own: its
+  clips are z-scored with its own statistics, like a test speaker's."""
+  pad = pad_value(front_end)
+  if regime == "global":
+    return train.variants, pad
+  clips = [list(v) for v in train.variants]
+  pads = [[None] * len(v) for v in train.variants]
+  for j in range(len(train.speeds)):
+    stats = normalization.speaker_stats(train.clips(j), train.speakers)
+    for i, s in enumerate(train.speakers):
+      st = stats[str(s)]
+      clips[i][j] = normalization.standardize(train.variants[i][j], st.mean, st.var)
+      pads[i][j] = normalization.standardize(np.full(st.mean.shape, pad),
+                                             st.mean, st.var)
+  return clips, pads
+
+
+def _batches(train: augment.Utterances, num_classes: int, recipe: Recipe,
+             front_end: FrontEndConfig, graph=None):
+  """(training batches, centre crops of the training clips in the regime's
+  form: the ``norm`` layer's statistics)."""
+  cfg = recipe.train
+  clips, pads = training_clips(train, recipe.regime, front_end)
+  centre = np.stack([augment.crop(v[0], front_end.num_frames,
+                                  pads if np.isscalar(pads) else pads[i][0], None)
+                     for i, v in enumerate(clips)])
+  cw = training.class_weights(train.labels, num_classes) if cfg.balanced else None
+  sw = None if cw is None else np.array([cw[int(l)] for l in train.labels],
+                                        np.float32)
+  nbrs, nbr_w = graph if graph is not None else (None, None)
+  batches = augment.TrainBatches(
+      clips, train.labels, num_classes, front_end.num_frames, pads,
+      cfg.batch_size, cfg.seed, recipe.augment, sw, nbrs, nbr_w)
+  return batches, centre
+
+
+def train_student(train: augment.Utterances, val_inputs: np.ndarray,
+                  val_labels: np.ndarray, num_classes: int, recipe: Recipe,
+                  front_end: FrontEndConfig = FrontEndConfig(),
+                  init_from: Optional[keras.Model] = None,
+                  graph: Optional[Tuple[np.ndarray, np.ndarray, GraphRegParams]] = None,
+                  out_dir: Optional[str] = None, strategy=None):
+  """An early-exit student trained with ``recipe`` on whole utterances.
+
+  ``val_inputs`` are already in the regime's form (:func:`model_inputs`).
+  ``graph`` = (neighbour indices [N, k] into ``train``, -1 for none,
+  neighbour weights [N, k], NSL parameters) adds graph regularisation.
+  Returns (exit model, history).
+  """
+  training.set_seed(recipe.train.seed)
+  batches, centre = _batches(train, num_classes, recipe, front_end,
+                             graph[:2] if graph is not None else None)
+  model, _, hist = self_distill.train_exit_model(
+      centre, train.labels, val_inputs, val_labels, num_classes, recipe.cnn,
+      recipe.train, recipe.distill, init_from=init_from,
+      graph_reg=graph[2] if graph is not None else None,
+      out_dir=out_dir, strategy=strategy, batches=batches)
+  return model, hist
+
+
+def train_classifier(train: augment.Utterances, val_inputs: np.ndarray,
+                     val_labels: np.ndarray, num_classes: int, recipe: Recipe,
+                     front_end: FrontEndConfig = FrontEndConfig(),
+                     init_from: Optional[keras.Model] = None,
+                     out_dir: Optional[str] = None, strategy=None):
+  """A single-head CNN (``recipe.cnn``: the source model, or classic
+  transfer learning with ``init_from``) trained with ``recipe``'s data,
+  augmentation and selection. Returns (model, history)."""
+  from nsl_ser import nsl_train
+  training.set_seed(recipe.train.seed)
+  batches, centre = _batches(train, num_classes, recipe, front_end)
+  return nsl_train.train_classifier(
+      data.Arrays(centre, train.labels, train.ids, train.speakers),
+      data.Arrays(val_inputs, val_labels, val_labels.astype(str),
+                  val_labels.astype(str)),
+      num_classes, recipe.cnn, recipe.train, init_from=init_from,
+      out_dir=out_dir, front_end=front_end, strategy=strategy, batches=batches)
+
+
+def evaluate_exits(model: keras.Model, inputs: np.ndarray, labels: np.ndarray,
+                   label_names) -> Dict[str, dict]:
+  """{exit name: evaluation.report} of every exit of ``model``."""
+  from nsl_ser import evaluation
+  probs = model.predict(inputs, verbose=0)
+  probs = probs if isinstance(probs, list) else [probs]
+  return {n: evaluation.report(labels, p, label_names)
+          for n, p in zip(models.exit_names(model) or ["probs"], probs)}

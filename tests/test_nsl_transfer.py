@@ -88,6 +88,26 @@ def test_packed_records_parse(stages):
   assert n == len(train_ids) and with_nbr > 0
 
 
+def test_neighbour_index_reads_the_packed_neighbours_back(stages):
+  path = os.path.join(stages["graphs"], "emodb_fold0_packed.tfrecord")
+  g = graph.read_graph(os.path.join(stages["graphs"], "emodb_fold0.tsv"))
+  manifest = read_csv(os.path.join(stages["records"], "emodb", "manifest.csv"))
+  ids = sorted(r["id"] for r in manifest
+               if r["speaker"] in splits.get_split("emodb", 0).train)
+  nbrs, w = graph.neighbour_index(path, ids, 2)
+  assert nbrs.shape == w.shape == (len(ids), 2)
+  assert (nbrs >= 0).any()
+  for i, uid in enumerate(ids):
+    for j in range(2):
+      if nbrs[i, j] < 0:
+        assert w[i, j] == 0
+        continue
+      other = ids[nbrs[i, j]]
+      assert other != uid and w[i, j] > 0
+      # an edge of the graph, in either direction (undirected packing)
+      assert other in g.get(uid, {}) or uid in g.get(other, {})
+
+
 def test_student_is_small_and_evaluated(stages):
   m = json.load(open(os.path.join(stages["student"], "metrics.json")))
   assert m["params"] <= 100_000

@@ -26,6 +26,7 @@ flags.DEFINE_list("work_dirs", ["work"], "nsl-ser run folders.")
 flags.DEFINE_string("default_model", "tflite_models/default/model_int8.tflite",
                     "The committed default model.")
 flags.DEFINE_string("note", "", "Conditions of the runs (e.g. shared cores).")
+flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
 F = flags.FLAGS
 
 
@@ -104,7 +105,9 @@ def main(argv):
                          + [["adaptive, τ = 0.8", summary["default_model_uar_tau_0_8"]]])
         + f"\nDefault model: {summary['default_model_bytes']} bytes.\n")
   print(write_results("run", summary, {"runs": runs, "per_exit_uar": per_exit,
-                                       "note": F.note}, md))
+                                       "note": F.note}, md,
+                      F.results_dir or os.path.join(os.path.dirname(
+                          os.path.abspath(__file__)), "results")))
 
 
 if __name__ == "__main__":

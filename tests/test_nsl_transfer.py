@@ -121,7 +121,8 @@ def test_student_trains_with_its_graph(stages):
   m = json.load(open(os.path.join(stages["student"], "metrics.json")))
   assert m["graph_reg"]["max_neighbors"] == 2 and m["graph_reg"]["multiplier"] > 0
   assert list(m["exits"]["test"]) == ["exit_1", "exit_2", "exit_3", "exit_4"]
-  assert m["recipe"]["augment"]["random_crop"] and m["epochs_run"] == 3
+  assert m["recipe"]["augment"]["speeds"] == [1.0, 0.9, 1.1]
+  assert m["recipe"]["train"]["selection"] == "average" and m["epochs_run"] == 3
   assert len(m["normalization"]["train_stats"]["mean"]) == 40
 
 

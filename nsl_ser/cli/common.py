@@ -19,10 +19,10 @@ def define_train_flags(epochs: int, learning_rate: float = 1e-3) -> None:
   flags.DEFINE_enum("schedule", "cosine", list(training.SCHEDULES),
                     "Learning-rate schedule.")
   flags.DEFINE_integer("patience", 12, "Early-stopping patience (selection=val_uar).")
-  flags.DEFINE_bool("random_crop", True, "Random 3 s crops of whole utterances.")
+  flags.DEFINE_bool("random_crop", False, "Random 3 s crops of whole utterances.")
   flags.DEFINE_list("speeds", [str(s) for s in augment.SPEEDS],
                     "soxr speed perturbation factors (1.0 first).")
-  flags.DEFINE_float("mixup", 0.2, "Mixup Beta(a, a) parameter (0: off).")
+  flags.DEFINE_float("mixup", 0.0, "Mixup Beta(a, a) parameter (0: off).")
   flags.DEFINE_enum("normalization", "global", list(normalization.REGIMES),
                     "Regime: global (training statistics inside the model) or "
                     "speaker (features z-scored with each speaker's own clips).")

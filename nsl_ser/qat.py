@@ -381,9 +381,7 @@ def fine_tune(qat_model: keras.Model, float_model: keras.Model,
   hist: dict = {}
   if cfg.epochs > 0:
     training.set_seed(cfg.seed)
-    cw = training.class_weights(labels, num_classes) if cfg.balanced else None
-    sw = (None if cw is None else
-          np.array([cw[int(l)] for l in labels], np.float32))
+    sw = training.sample_weights(labels, num_classes) if cfg.balanced else None
     ds = data.train_dataset(
         features.astype(np.float32),
         (labels.astype(np.int64), *[t.astype(np.float32) for t in teacher]),

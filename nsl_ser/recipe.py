@@ -89,9 +89,7 @@ def _batches(train: augment.Utterances, num_classes: int, recipe: Recipe,
   centre = np.stack([augment.crop(v[0], front_end.num_frames,
                                   pads if np.isscalar(pads) else pads[i][0], None)
                      for i, v in enumerate(clips)])
-  cw = training.class_weights(train.labels, num_classes) if cfg.balanced else None
-  sw = None if cw is None else np.array([cw[int(l)] for l in train.labels],
-                                        np.float32)
+  sw = training.sample_weights(train.labels, num_classes) if cfg.balanced else None
   nbrs, nbr_w = graph if graph is not None else (None, None)
   batches = augment.TrainBatches(
       clips, train.labels, num_classes, front_end.num_frames, pads,
@@ -112,7 +110,6 @@ def train_student(train: augment.Utterances, val_inputs: np.ndarray,
   neighbour weights [N, k], NSL parameters) adds graph regularisation.
   Returns (exit model, history).
   """
-  training.set_seed(recipe.train.seed)
   batches, centre = _batches(train, num_classes, recipe, front_end,
                              graph[:2] if graph is not None else None)
   model, _, hist = self_distill.train_exit_model(
@@ -132,7 +129,6 @@ def train_classifier(train: augment.Utterances, val_inputs: np.ndarray,
   transfer learning with ``init_from``) trained with ``recipe``'s data,
   augmentation and selection. Returns (model, history)."""
   from nsl_ser import nsl_train
-  training.set_seed(recipe.train.seed)
   batches, centre = _batches(train, num_classes, recipe, front_end)
   return nsl_train.train_classifier(
       data.Arrays(centre, train.labels, train.ids, train.speakers),

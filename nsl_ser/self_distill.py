@@ -182,7 +182,6 @@ def train_exit_model(train_x, train_labels, val_features, val_labels,
   Returns (exit model with outputs exit_1..exit_K, distillation model,
   history).
   """
-  import numpy as np
   from nsl_ser import data, models, training
   cnn = cnn or models.STUDENT
   cfg = cfg or training.TrainConfig()
@@ -195,12 +194,14 @@ def train_exit_model(train_x, train_labels, val_features, val_labels,
       models.transfer_weights(init_from, bb)
     models.adapt_normalization(bb, feats)
     model = SelfDistillationModel(bb, k, distill, graph_reg, regularize_all_exits)
-  cw = training.class_weights(train_labels, num_classes) if cfg.balanced else None
-  sw = None if cw is None else np.array([cw[int(l)] for l in train_labels], np.float32)
-  if isinstance(train_x, dict):
-    train_x = {n: v for n, v in train_x.items() if n not in ("label", "id")}
-  ds = batches if batches is not None else data.train_dataset(
-      train_x, train_labels, cfg.batch_size, cfg.seed, sw)
+  if batches is not None:
+    ds = batches  # carries its own sample weights
+  else:
+    sw = (training.sample_weights(train_labels, num_classes) if cfg.balanced
+          else None)
+    if isinstance(train_x, dict):
+      train_x = {n: v for n, v in train_x.items() if n not in ("label", "id")}
+    ds = data.train_dataset(train_x, train_labels, cfg.batch_size, cfg.seed, sw)
   hist = training.fit(model, ds,
                       lambda: model.predict(val_features, verbose=0)[-1],
                       val_labels, num_classes, cfg, out_dir, strategy=strategy)

@@ -74,8 +74,8 @@ def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
   return Corpus(labels, utts.by_speakers(split.train), parts, inputs, stats)
 
 
-def training_stats(c: Corpus, regime: str) -> normalization.BandStats:
-  """The statistics a model of ``regime`` normalises with when no speaker
+def training_stats(c: Corpus) -> normalization.BandStats:
+  """The statistics a model normalises with when no speaker
   calibration is available: the training speakers' whole clips (raw
   log-Mel for ``global``; for ``speaker`` its inputs are already z-scored,
   so these are the fallback for an uncalibrated speaker)."""
@@ -97,7 +97,7 @@ def _metrics(model, c: Corpus, rc: recipe_lib.Recipe, hist: dict) -> dict:
   out = {p: recipe_lib.evaluate_exits(model, c.inputs[p], c.parts[p].labels,
                                       c.labels) for p in ("val", "test")}
   last = {p: list(r.values())[-1] for p, r in out.items()}
-  st = training_stats(c, rc.regime)
+  st = training_stats(c)
   return {"val": last["val"], "test": last["test"],
           "exits": {p: {n: v["uar"] for n, v in r.items()} for p, r in out.items()},
           "labels": c.labels, "params": int(model.count_params()),

@@ -73,9 +73,12 @@ def run_train_source(cfg: RunConfig) -> Dict:
 def run_embed(cfg: RunConfig) -> Dict:
   """Source fc1 embeddings of every target utterance, fed in the regime's
   form, centred per speaker and scaled to unit length."""
+  import dataclasses
   from nsl_ser import embed
-  c = source.load_corpus(_records(cfg, cfg.target), cfg.target, cfg.fold,
-                         _recipe(cfg, 1), subset=_subset(cfg))
+  r = _recipe(cfg, 1)  # speed 1 only: embeddings need no augmented copies
+  r = dataclasses.replace(r, augment=dataclasses.replace(r.augment, speeds=(1.0,)))
+  c = source.load_corpus(_records(cfg, cfg.target), cfg.target, cfg.fold, r,
+                         subset=_subset(cfg))
   arrays = c.parts["train"]
   for p in ("val", "test"):  # every utterance, one regime-form input each
     arrays = type(arrays)(*(np.concatenate([getattr(arrays, f), getattr(c.parts[p], f)])

@@ -76,6 +76,12 @@ def learning_rate(cfg: TrainConfig, epoch: int) -> float:
   raise ValueError(f"schedule must be one of {SCHEDULES}, not {cfg.schedule!r}")
 
 
+def sample_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """Each example's :func:`class_weights` weight (float32)."""
+  cw = class_weights(labels, num_classes)
+  return np.array([cw[int(l)] for l in labels], np.float32)
+
+
 def lr_schedule(cfg: TrainConfig) -> keras.callbacks.LearningRateScheduler:
   return keras.callbacks.LearningRateScheduler(
       lambda epoch: float(learning_rate(cfg, epoch)))

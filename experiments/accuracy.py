@@ -57,6 +57,10 @@ flags.DEFINE_integer("finetune_epochs", 15,
 flags.DEFINE_integer("max_nbrs", 3, "Graph neighbours per example.")
 flags.DEFINE_float("multiplier", 0.1, "Graph loss multiplier.")
 flags.DEFINE_float("target_degree", 6.0, "Mean graph degree (auto threshold).")
+flags.DEFINE_string("keep_previous", None,
+                    "A previous accuracy.json: its runs of configurations not "
+                    "run now are kept in the tables, marked † (measured with "
+                    "the code of that time).")
 
 SPEEDS = augment.SPEEDS
 
@@ -131,7 +135,8 @@ class SourceModels:
     path = os.path.join(F.work_dir, key, source.MODEL_FILE)
     split = splits.get_split("ravdess", 0)
     part = {p: self.arrays.by_speakers(getattr(split, p)) for p in ("val", "test")}
-    x = {p: recipe.model_inputs(a, regime, self.stats) for p, a in part.items()}
+    ref = recipe.reference_stats(self.utts.by_speakers(split.train))
+    x = {p: recipe.model_inputs(a, regime, self.stats, ref) for p, a in part.items()}
     if os.path.exists(path):
       model = models.load_model(path)
     else:
@@ -164,11 +169,11 @@ class SourceModels:
 
 
 def graph_for(src_model, utts: augment.Utterances, arrays: data.Arrays,
-              train_ids, regime: str, stats, rec_files, tag: str):
+              train_ids, regime: str, stats, reference, rec_files, tag: str):
   """NSL graph over the training ids from the source model's fc1
   embeddings (per speaker centred, unit length), packed with nsl.tools;
   returns (neighbour rows into ``train_ids`` order, weights, statistics)."""
-  x = recipe.model_inputs(arrays, regime, stats)
+  x = recipe.model_inputs(arrays, regime, stats, reference)
   emb = embed.normalize_embeddings(
       models.embedding_model(src_model, "fc1").predict(x, verbose=0),
       arrays.speakers, "speaker")
@@ -220,15 +225,17 @@ def run(regimes, names) -> List[dict]:
         split = splits.get_split("emodb", fold)
         part = {p: arrays.by_speakers(getattr(split, p))
                 for p in ("train", "val", "test")}
-        x = {p: recipe.model_inputs(a, regime, stats) for p, a in part.items()}
         train = utts.by_speakers(split.train)
+        ref = recipe.reference_stats(train)
+        x = {p: recipe.model_inputs(a, regime, stats, ref) for p, a in part.items()}
         if len(rc.augment.speeds) < len(SPEEDS):
           train = dataclasses.replace(train, variants=[v[:1] for v in train.variants],
                                       speeds=(1.0,))
         extra, gstats = {}, None
         if name == "graph":
           nbrs, w, gstats = graph_for(src.source(regime), utts, arrays, train.ids,
-                                      regime, stats, files, f"{regime}_fold{fold}")
+                                      regime, stats, ref, files,
+                                      f"{regime}_fold{fold}")
           extra["graph"] = (nbrs, w, nsl_train.GraphRegParams(
               max_neighbors=F.max_nbrs, multiplier=F.multiplier))
         elif name == "pretrain":
@@ -258,7 +265,7 @@ def run(regimes, names) -> List[dict]:
             row["graph"] = gstats
           if src is not None:
             row["source"] = dict(src.metrics)
-          if name in ("combined", "final"):
+          if name in INT8_ROWS:
             q = _int8_chain(model, x["train"][::2], x["test"])
             row["mcu_int8_bytes"] = q["bytes"]
             row["int8_exits"] = {n: {"uar": evaluation.report(
@@ -294,6 +301,10 @@ ROW_NOTES = {
 }
 
 
+# Rows whose models are also scored as int8 MCU stages, preferred first.
+INT8_ROWS = ("average+speed", "final", "combined")
+
+
 def summarize(rows: List[dict], wall: float) -> None:
   names = list(dict.fromkeys(r["config"] for r in rows))
   regimes = [g for g in normalization.REGIMES if any(r["regime"] == g for r in rows)]
@@ -305,8 +316,9 @@ def summarize(rows: List[dict], wall: float) -> None:
             and key in r]
 
   table, agg = [], {}
+  old = {r["config"] for r in rows if r.get("previous")}
   for name in names:
-    line = [name]
+    line = [name + (" †" if name in old else "")]
     for g in regimes:
       rs = sel(g, name)
       if not rs:
@@ -326,7 +338,7 @@ def summarize(rows: List[dict], wall: float) -> None:
   # every row on the runs all rows share: seed 0 of each fold (paired)
   paired, paired_rows = {}, []
   for name in names:
-    line = [name]
+    line = [name + (" †" if name in old else "")]
     for g in regimes:
       rs = [r for r in sel(g, name) if r["seed"] == 0]
       v = [r["exits"][full]["uar"] for r in rs]
@@ -339,9 +351,15 @@ def summarize(rows: List[dict], wall: float) -> None:
         "over %s runs (5 folds × 3 seeds); mean UAR of every exit. "
         "`global` = speaker-independent regime (statistics of the training "
         "speakers, inside the model); `speaker` = speaker-calibrated regime "
-        "(every speaker z-scored per band with its own unlabelled clips, "
-        "test speakers included, never their labels). Float Keras models.\n"
-        % (last, sorted({v["runs"] for v in agg.values()})), markdown_table(header, table),
+        "(every speaker calibrated per band with the statistics of its own "
+        "unlabelled clips, test speakers included, never their labels). "
+        "Float Keras models.%s\n"
+        % (last, sorted({v["runs"] for v in agg.values()}),
+           "" if not old else
+           " † rows were measured with the code of their time (`--keep_previous`: "
+           "before the front end's peak normalisation and speech-frame "
+           "statistics); the other rows with the current code."),
+        markdown_table(header, table),
         "\n## Paired: seed 0 of every fold\n\nThe rows that could only be "
         "run with one seed (graph, finetune, single levers: compute), next to "
         "the others' seed-0 runs on the same folds. Full-model UAR, mean ± "
@@ -349,7 +367,8 @@ def summarize(rows: List[dict], wall: float) -> None:
         markdown_table(["row"] + [f"{g}: UAR" for g in regimes] + ["what"],
                        paired_rows)]
   int8 = {}
-  int8_row = "final" if any(sel(g, "final", "int8_exits") for g in regimes) else "combined"
+  int8_row = next((n for n in INT8_ROWS if any(sel(g, n, "int8_exits")
+                                               for g in regimes)), INT8_ROWS[0])
   for g in regimes:
     rs = sel(g, int8_row, "int8_exits")
     if rs:
@@ -389,15 +408,18 @@ def summarize(rows: List[dict], wall: float) -> None:
   def get(key, field="uar"):
     return agg[key][field]["mean"] if key in agg else nan
 
+  # speech-only is compared with graph / finetune on the recipe they share
   main_row = "final" if "global/final" in agg else "combined"
-  per_exit = agg.get(f"global/{main_row}", {}).get("per_exit_uar", {})
+  # the default recipe's row: float, exits and int8 figures
+  default_row = next((n for n in INT8_ROWS if f"global/{n}" in agg), main_row)
+  per_exit = agg.get(f"global/{default_row}", {}).get("per_exit_uar", {})
   summary = {
       "uar_int8_independent": int8.get("global", {}).get(full, {}).get("mean", nan),
       "uar_int8_calibrated": int8.get("speaker", {}).get(full, {}).get("mean", nan),
       "wa_int8_independent": int8.get("global", {}).get("wa", {}).get("mean", nan),
       "wa_int8_calibrated": int8.get("speaker", {}).get("wa", {}).get("mean", nan),
-      "uar_float_independent": get(f"global/{main_row}"),
-      "uar_float_calibrated": get(f"speaker/{main_row}"),
+      "uar_float_independent": get(f"global/{default_row}"),
+      "uar_float_calibrated": get(f"speaker/{default_row}"),
       "uar_average_speed_independent": get("global/average+speed"),
       "uar_average_speed_calibrated": get("speaker/average+speed"),
       "uar_baseline_independent": get("global/baseline"),
@@ -432,12 +454,21 @@ def summarize(rows: List[dict], wall: float) -> None:
                     os.path.dirname(os.path.abspath(__file__)), "results"))
 
 
+def previous_runs(rows: List[dict]) -> List[dict]:
+  """Runs of ``--keep_previous`` whose configuration was not run now."""
+  if not F.keep_previous:
+    return []
+  now = {r["config"] for r in rows}
+  old = json.load(open(F.keep_previous))["runs"]
+  return [dict(r, previous=True) for r in old if r["config"] not in now]
+
+
 def main(argv):
   del argv
   t0 = time.time()
   if F.merge:
     rows = [r for p in F.merge for r in json.load(open(p))]
-    summarize(rows, sum(r["wall_s"] for r in rows))
+    summarize(rows + previous_runs(rows), sum(r["wall_s"] for r in rows))
     return
   names = F.configs or list(configurations(F.epochs))
   rows = run(F.regimes, names)

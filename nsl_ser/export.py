@@ -47,7 +47,8 @@ DEVICE_CONTRACT = (
     "clip_samples long (centre-crop longer clips, zero-pad shorter ones "
     "evenly on both sides) and compute log-Mel features inside. MCU and "
     "Edge TPU models take the log-Mel features computed on the host with "
-    "these front_end parameters (nsl_ser.features.log_mel_numpy: Hann "
+    "these front_end parameters (nsl_ser.features.log_mel_numpy: the window "
+    "scaled to peak 1 if peak_normalize (peak floored at 1/32768), Hann "
     "window, |FFT|^2, HTK Mel filter bank without area normalisation, "
     "natural log of (mel + log_floor)), shape [1, num_frames, num_mel_bins], "
     "quantised with the model input's scale/zero_point; per-band "
@@ -392,13 +393,14 @@ def _export_edgetpu(w: _Writer, model: keras.Model, cal_feats: np.ndarray) -> No
 
 NORMALIZATION_CONTRACT = (
     "regime 'global' (speaker-independent): the per-band mean/var of the "
-    "training speakers' log-Mel frames (train_stats) are inside every model "
-    "(layer 'norm', stage 1): feed raw log-Mel / audio. A speaker-calibrated "
-    "model (regime 'speaker') instead takes log-Mel z-scored per band with "
-    "the speaker's own statistics: mean and variance over all frames of "
-    "that speaker's unlabelled clips (nsl_ser.normalization.BandStats: keep "
-    "count, mean[bands], m2[bands] and merge each new clip with Chan's "
-    "update).")
+    "training speakers' log-Mel frames are inside every model (layer "
+    "'norm', stage 1): feed raw log-Mel / audio. To calibrate to a speaker, "
+    "map its log-Mel x to x * scale + shift per band before the model, "
+    "scale = sqrt(ref_var / spk_var), shift = ref_mean - spk_mean * scale, "
+    "where spk are the statistics of the speech frames of that speaker's "
+    "unlabelled clips (nsl_ser.normalization.BandStats: keep count, "
+    "mean[bands], m2[bands]; merge each clip with Chan's update) and ref "
+    "the model's reference statistics (normalization.reference).")
 
 
 def norm_spec(model: keras.Model) -> dict:
@@ -407,6 +409,19 @@ def norm_spec(model: keras.Model) -> dict:
   return {"regime": "global", "contract": NORMALIZATION_CONTRACT,
           "norm_layer": {"mean": np.asarray(mean).tolist(),
                          "var": np.asarray(var).tolist(), "count": int(count)}}
+
+
+def normalization_of(model: keras.Model, metrics: Optional[dict] = None) -> dict:
+  """:func:`norm_spec` plus the regime and the reference statistics that a
+  training run recorded (its ``metrics.json``), so that the export can be
+  calibrated to a speaker."""
+  out = norm_spec(model)
+  n = (metrics or {}).get("normalization", {})
+  out["regime"] = n.get("regime", out["regime"])
+  ref = n.get("reference") or n.get("train_stats")
+  if ref:
+    out["reference"] = ref
+  return out
 
 
 def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],

@@ -30,6 +30,11 @@ class FrontEndConfig:
   lower_hz: float = 20.0
   upper_hz: float = 7600.0
   log_floor: float = 1e-6
+  # Scale each input (clip or window) to peak 1 before the spectrum, so
+  # that recording level does not move the features against the fixed log
+  # floor (RAVDESS peaks near -35 dBFS, EmoDB near -8 dBFS; see
+  # experiments/results/generalization.md).
+  peak_normalize: bool = True
 
   @property
   def clip_samples(self) -> int:
@@ -56,8 +61,11 @@ class FrontEndConfig:
 
   @classmethod
   def from_dict(cls, d: Dict[str, Any]) -> "FrontEndConfig":
+    """Unknown keys are ignored; a dict without ``peak_normalize`` comes
+    from a model made before it existed (False)."""
     names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    return cls(**{"peak_normalize": False,
+                  **{k: v for k, v in d.items() if k in names}})
 
   def to_json(self) -> str:
     return json.dumps(self.to_dict(), sort_keys=True)
@@ -108,13 +116,22 @@ def dft_basis(config: FrontEndConfig) -> np.ndarray:
 
 
 DFT_MODES = ("fft", "matmul")
+PEAK_FLOOR = 1.0 / 32768.0  # 1 LSB of 16-bit audio: silence is not amplified
+
+
+def peak_normalize(waveform: tf.Tensor) -> tf.Tensor:
+  """[batch, samples] scaled so that each row's peak |x| is 1 (rows whose
+  peak is below :data:`PEAK_FLOOR` are scaled by 1 / PEAK_FLOOR)."""
+  peak = tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
+  return waveform / tf.maximum(peak, PEAK_FLOOR)
 
 
 class LogMel(keras.layers.Layer):
   """[batch, samples] float waveform -> [batch, frames, mel_bins] log-Mel.
 
-  Hann window of ``window_ms``, hop ``hop_ms``, power spectrum of a
-  ``fft_length``-point FFT, HTK Mel filter bank, natural log with a floor.
+  Peak normalisation (``peak_normalize``), Hann window of ``window_ms``,
+  hop ``hop_ms``, power spectrum of a ``fft_length``-point FFT, HTK Mel
+  filter bank, natural log with a floor.
 
   ``dft="fft"`` uses ``tf.signal.stft`` (training, host features);
   ``dft="matmul"`` computes the same spectrum as one matrix product with
@@ -150,6 +167,8 @@ class LogMel(keras.layers.Layer):
 
   def call(self, waveform: tf.Tensor) -> tf.Tensor:
     c = self.config
+    if c.peak_normalize:
+      waveform = peak_normalize(waveform)
     power = self._power(waveform)
     mel = tf.tensordot(power, self._mel, axes=1)
     mel.set_shape(power.shape[:-1].concatenate([c.num_mel_bins]))

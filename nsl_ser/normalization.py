@@ -3,24 +3,43 @@
 * ``global`` (speaker-independent): per-band mean/variance of the training
   data; what a device can apply to a stranger's first utterance. It lives
   inside the model (the ``norm`` layer).
-* ``speaker`` (speaker-calibrated): each speaker's features are z-scored
-  with the per-band mean/variance of that speaker's own *unlabelled* clips
-  (test speakers included, never their labels), before the network.
+* ``speaker`` (speaker-calibrated): each speaker's features are mapped
+  onto the training data's statistics (the *reference*) with the per-band
+  mean/variance of that speaker's own *unlabelled* clips (test speakers
+  included, never their labels), before the network:
+  ``x' = ref_mean + ref_std * (x - spk_mean) / spk_std`` (:func:`calibrate`).
+  The model's ``norm`` layer then z-scores with the reference, so it sees
+  the speaker's z-scores; an uncalibrated speaker (``spk = ref``) is simply
+  fed raw features, which is why one exported model serves both regimes.
 
-Statistics are taken over the frames of whole, unpadded utterances
-(:class:`BandStats`), and can be accumulated clip by clip (:meth:`update`),
-so a device keeps ``count``, ``mean`` and ``m2`` (2 x bands floats + one
+Statistics are taken over the *speech* frames of whole, unpadded
+utterances (:func:`speech_frames`: within ``SPEECH_TOP_DB`` of the clip's
+loudest frame; RAVDESS clips are more than half digital silence, EmoDB's
+are trimmed, and silence would otherwise dominate a speaker's statistics),
+and can be accumulated clip by clip (:meth:`BandStats.add_clip`), so a
+device keeps ``count``, ``mean`` and ``m2`` (2 x bands floats + one
 integer) and never stores audio.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Sequence
 
 import numpy as np
 
 REGIMES = ("global", "speaker")
 VAR_FLOOR = 1e-3
+SPEECH_TOP_DB = 40.0
+
+
+def speech_frames(clip: np.ndarray, top_db: float = SPEECH_TOP_DB) -> np.ndarray:
+  """The frames of a [frames, bands] log-Mel clip whose power (summed over
+  bands) is within ``top_db`` dB of the clip's loudest frame."""
+  clip = np.asarray(clip)
+  x = clip.astype(np.float64)
+  peak = x.max(axis=1, keepdims=True)
+  db = (10.0 / np.log(10.0)) * (np.log(np.exp(x - peak).sum(axis=1)) + peak[:, 0])
+  return clip[db >= db.max() - top_db]
 
 
 @dataclasses.dataclass
@@ -52,6 +71,11 @@ class BandStats:
     m2 = self.m2 + other.m2 + delta ** 2 * self.count * other.count / n
     return BandStats(n, mean, m2)
 
+  def add_clip(self, clip: np.ndarray) -> "BandStats":
+    """These statistics merged with one more clip's speech frames (what a
+    device does after each utterance)."""
+    return self.update(speech_frames(clip))
+
   @property
   def var(self) -> np.ndarray:
     return self.m2 / max(self.count, 1)
@@ -60,13 +84,23 @@ class BandStats:
     return {"count": int(self.count), "mean": self.mean.tolist(),
             "var": self.var.tolist()}
 
+  @classmethod
+  def from_dict(cls, d: Mapping) -> "BandStats":
+    """Inverse of :meth:`to_dict` (``m2`` is rebuilt from ``var``)."""
+    mean = np.asarray(d["mean"], np.float64)
+    var = np.asarray(d["var"], np.float64)
+    if mean.shape != var.shape or mean.ndim != 1:
+      raise ValueError(f"mean {mean.shape} and var {var.shape} must be equal 1-D")
+    return cls(int(d["count"]), mean, var * int(d["count"]))
 
-def stats_of(clips: Iterable[np.ndarray], bands: Optional[int] = None) -> BandStats:
-  """Batch statistics over every frame of ``clips`` (each [frames, bands])."""
+
+def stats_of(clips: Iterable[np.ndarray]) -> BandStats:
+  """Batch statistics over the speech frames of ``clips`` (each
+  [frames, bands])."""
   clips = list(clips)
   if not clips:
     raise ValueError("no clips to compute statistics from")
-  return BandStats.of(np.concatenate([np.asarray(c) for c in clips], axis=0))
+  return BandStats.of(np.concatenate([speech_frames(c) for c in clips], axis=0))
 
 
 def standardize(features: np.ndarray, mean: np.ndarray, var: np.ndarray
@@ -74,6 +108,22 @@ def standardize(features: np.ndarray, mean: np.ndarray, var: np.ndarray
   """(features - mean) / sqrt(max(var, floor)), per band (last axis)."""
   scale = 1.0 / np.sqrt(np.maximum(np.asarray(var, np.float64), VAR_FLOOR))
   return ((features - mean) * scale).astype(np.float32)
+
+
+def affine(speaker: BandStats, reference: BandStats):
+  """(scale, shift) per band with ``calibrate(x) = x * scale + shift``: what
+  a device applies between its front end and the model."""
+  scale = np.sqrt(np.maximum(reference.var, VAR_FLOOR)
+                  / np.maximum(speaker.var, VAR_FLOOR))
+  return scale, reference.mean - speaker.mean * scale
+
+
+def calibrate(features: np.ndarray, speaker: BandStats, reference: BandStats
+              ) -> np.ndarray:
+  """``features`` (last axis: bands) of one speaker mapped onto the
+  reference statistics: ``ref_mean + ref_std * (x - spk_mean) / spk_std``."""
+  scale, shift = affine(speaker, reference)
+  return (features * scale + shift).astype(np.float32)
 
 
 def speaker_stats(clips: Sequence[np.ndarray], speakers: Sequence[str]
@@ -85,15 +135,17 @@ def speaker_stats(clips: Sequence[np.ndarray], speakers: Sequence[str]
   return {s: stats_of(v) for s, v in out.items()}
 
 
-def standardize_by_speaker(features: np.ndarray, speakers: Sequence[str],
-                           stats: Mapping[str, BandStats]) -> np.ndarray:
-  """Each row of ``features`` ([N, ..., bands]) z-scored with its speaker's
-  statistics. A speaker without statistics is an error, not a fallback."""
+def calibrate_by_speaker(features: np.ndarray, speakers: Sequence[str],
+                         stats: Mapping[str, BandStats], reference: BandStats
+                         ) -> np.ndarray:
+  """Each row of ``features`` ([N, ..., bands]) calibrated with its
+  speaker's statistics onto ``reference`` (:func:`calibrate`). A speaker
+  without statistics is an error, not a fallback."""
   out = np.empty(features.shape, np.float32)
   speakers = np.asarray(speakers).astype(str)
   for s in np.unique(speakers):
     if s not in stats:
       raise KeyError(f"no calibration statistics for speaker {s!r}")
     idx = speakers == s
-    out[idx] = standardize(features[idx], stats[s].mean, stats[s].var)
+    out[idx] = calibrate(features[idx], stats[s], reference)
   return out

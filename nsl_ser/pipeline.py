@@ -15,7 +15,6 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
 import time
 from typing import Callable, Dict, List, Optional
 
@@ -140,26 +139,3 @@ def run_pipeline(cfg: RunConfig, stages: Optional[List[Stage]] = None,
   manifest.data["wall_s_last_run"] = time.time() - t0
   atomic_write_text(manifest.path, json.dumps(manifest.data, indent=2, default=str))
   return manifest.data
-
-
-def install_models(tflite_dir: str, dest: str) -> None:
-  """Copies the int8 phone model, labels and sidecar to ``dest`` (atomically:
-  into a temporary folder, then renamed)."""
-  tmp = dest.rstrip("/") + ".tmp"
-  if os.path.exists(tmp):
-    shutil.rmtree(tmp)
-  os.makedirs(tmp)
-  side = json.load(open(os.path.join(tflite_dir, "model.json")))
-  keep = ["model_int8.tflite", "labels.txt"]
-  for f in keep:
-    shutil.copy2(os.path.join(tflite_dir, f), os.path.join(tmp, f))
-  side["files"] = {f: v for f, v in side["files"].items() if f in keep}
-  with open(os.path.join(tmp, "model.json"), "w") as f:
-    json.dump(side, f, indent=2)
-  with open(os.path.join(tmp, "LICENCE.md"), "w") as f:
-    f.write("# Licence of these models\n\n" + side.get("licence", "") + "\n\n"
-            "RAVDESS: Livingstone & Russo (2018), PLoS ONE 13(5): e0196391, "
-            "CC BY-NC-SA 4.0. EmoDB: Burkhardt et al. (2005), Interspeech.\n")
-  if os.path.exists(dest):
-    shutil.rmtree(dest)
-  os.replace(tmp, dest)

@@ -5,6 +5,15 @@ in training). Longer files are cut into overlapping windows (``hop_seconds``
 apart, the last one flush with the end) and reported as a timeline; the
 file's emotion is the mean of the windows' probabilities. Each window runs
 the exits in order and stops at the first whose confidence reaches ``tau``.
+
+Voice activity detection (nsl_ser.vad, energy based) finds the file's speech
+spans first. A window holding less than min(``min_speech``, half the window)
+seconds of speech is not classified: it is reported as ``NO_SPEECH`` with
+confidence 1.0 (a VAD decision, not a probability; a number keeps CSV and
+strict JSON valid, where NaN is not), exit "-", 0 ms and no probabilities.
+The file's emotion averages the speech windows only; a file without any is
+``NO_SPEECH``. Clips up to one window with speech are classified as without
+VAD (for them ``min_speech`` is capped at half the clip's length).
 """
 from __future__ import annotations
 
@@ -16,12 +25,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import audio, corpora, early_exit
+from nsl_ser import audio, confidence, corpora, early_exit, normalization, vad
 from nsl_ser.features import FrontEndConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_MODEL = os.path.join(REPO_ROOT, "tflite_models", "default",
                              "model_int8.tflite")
+NO_SPEECH = "no_speech"
+NO_SPEECH_EXIT = "-"
 
 
 @dataclasses.dataclass
@@ -46,16 +57,49 @@ class FileResult:
 
 
 class Predictor:
-  """Runs exits of a model on one window of raw audio."""
+  """Runs exits of a model on one window of raw audio. ``temperature``
+  ({exit: T}, from the sidecar) rescales each exit's probabilities
+  (:func:`nsl_ser.confidence.apply_temperature`) so that ``tau`` compares
+  calibrated confidences."""
   labels: List[str]
   exits: List[str]
   front_end: FrontEndConfig
+  temperature: Dict[str, float] = {}
 
   def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
     raise NotImplementedError
 
   def start(self, window: np.ndarray) -> None:
     """Called once per window before its exits run (caches shared work)."""
+
+  def exit_probs(self, name: str, window: np.ndarray) -> np.ndarray:
+    probs = self.run_exit(name, window)
+    t = self.temperature.get(name)
+    return probs if t is None else confidence.apply_temperature(probs, t)
+
+
+def _sidecar(path: str) -> Tuple[dict, Optional[str]]:
+  from nsl_ser import litert
+  side_path = litert.find_sidecar(path)
+  return (json.load(open(side_path)) if side_path else {}), side_path
+
+
+def _labels(path: str, side: dict) -> List[str]:
+  from nsl_ser import litert
+  labels_txt = os.path.join(os.path.dirname(path), "labels.txt")
+  if side.get("labels"):
+    return list(side["labels"])
+  if os.path.exists(labels_txt):
+    return open(labels_txt).read().split()
+  raise litert.ModelError(path, "no labels (model.json or labels.txt)")
+
+
+def _temperature(side: dict) -> Dict[str, float]:
+  return dict(side.get("temperature", {}).get("per_exit", {}))
+
+
+def _exit_order(names: Sequence[str]) -> List[str]:
+  return sorted(names, key=lambda s: int(s.split("_")[-1]) if s[-1].isdigit() else 0)
 
 
 class TFLitePredictor(Predictor):
@@ -64,23 +108,68 @@ class TFLitePredictor(Predictor):
   def __init__(self, path: str):
     from nsl_ser import litert
     self.model = litert.Model.from_file(path)
-    side_path = litert.find_sidecar(path)
-    side = json.load(open(side_path)) if side_path else {}
-    labels_txt = os.path.join(os.path.dirname(path), "labels.txt")
-    if side.get("labels"):
-      self.labels = list(side["labels"])
-    elif os.path.exists(labels_txt):
-      self.labels = open(labels_txt).read().split()
-    else:
-      raise litert.ModelError(path, "no labels (model.json or labels.txt)")
+    side, _ = _sidecar(path)
+    self.labels = _labels(path, side)
     self.front_end = FrontEndConfig.from_dict(side.get("front_end", {}))
-    self.exits = sorted(self.model.signatures,
-                        key=lambda s: int(s.split("_")[-1]) if s[-1].isdigit() else 0)
+    self.temperature = _temperature(side)
+    self.exits = _exit_order(self.model.signatures)
     self._input = self.model.inputs(self.exits[0])[0].name
 
   def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
     out = self.model.run(name, **{self._input: window[None].astype(np.float32)})
     return np.asarray(out[name] if name in out else next(iter(out.values())))[0]
+
+
+class StagePredictor(Predictor):
+  """A speaker-calibrated model: the int8 feature-input stages exported
+  beside a phone model (``micro/stage_k_int8.tflite``, run with LiteRT), fed
+  host log-Mel features mapped onto the model's reference statistics with
+  the speaker's own (:func:`nsl_ser.normalization.calibrate`). Stage k runs
+  only when exit k-1 was not confident enough."""
+
+  def __init__(self, path: str, speaker: normalization.BandStats):
+    from nsl_ser import litert
+    side, side_path = _sidecar(path)
+    if not side_path:
+      raise litert.ModelError(path, "no model.json beside it: speaker "
+                              "calibration needs the sidecar")
+    ref = side.get("normalization", {}).get("reference")
+    if ref is None:
+      raise litert.ModelError(side_path, "no reference statistics "
+                              "(normalization.reference): the model predates "
+                              "speaker calibration; export it again")
+    stages = sorted((f for f in side.get("files", {})
+                     if f.startswith("micro/stage_") and f.endswith(".tflite")),
+                    key=lambda f: int(f.split("_")[1]))
+    if not stages:
+      raise litert.ModelError(side_path, "no feature-input stages "
+                              "(micro/stage_k_int8.tflite) to calibrate")
+    root = os.path.dirname(side_path)
+    self.stages = [litert.Model.from_file(os.path.join(root, f)) for f in stages]
+    self.labels = _labels(path, side)
+    self.front_end = FrontEndConfig.from_dict(side.get("front_end", {}))
+    self.temperature = _temperature(side)
+    self.exits = [f"exit_{k}" for k in range(1, len(self.stages) + 1)]
+    self.scale, self.shift = normalization.affine(
+        speaker, normalization.BandStats.from_dict(ref))
+    self._qin = self.stages[0].inputs()[0].qparams
+
+  def start(self, window: np.ndarray) -> None:
+    from nsl_ser.features import log_mel_numpy
+    feats = log_mel_numpy(window, self.front_end) * self.scale + self.shift
+    self._x = self._qin.quantize(feats[None].astype(np.float32))
+    self._done: Dict[str, np.ndarray] = {}
+
+  def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
+    k = int(name.split("_")[1])
+    while len(self._done) < k:  # stage j's int8 activations feed stage j+1
+      j = len(self._done) + 1
+      st = self.stages[j - 1]
+      raw = st.run(None, raw=True, **{st.inputs()[0].name: self._x})
+      qp = {t.name: t.qparams for t in st.outputs()}
+      self._done[f"exit_{j}"] = qp[f"exit_{j}"].dequantize(raw[f"exit_{j}"])[0]
+      self._x = raw.get(f"block{j}_act")
+    return self._done[name]
 
 
 class KerasPredictor(Predictor):
@@ -105,9 +194,15 @@ class KerasPredictor(Predictor):
     return self._cache[name]
 
 
-def load_predictor(path: str, labels: Optional[Sequence[str]] = None) -> Predictor:
+def load_predictor(path: str, labels: Optional[Sequence[str]] = None,
+                   speaker: Optional[normalization.BandStats] = None) -> Predictor:
+  """A predictor for a phone ``.tflite`` (``speaker``: its calibrated
+  stages instead) or a Keras model (labels.txt beside it)."""
   if path.endswith(".tflite"):
-    return TFLitePredictor(path)
+    return TFLitePredictor(path) if speaker is None else StagePredictor(path, speaker)
+  if speaker is not None:
+    raise ValueError(f"{path}: speaker calibration needs an exported model "
+                     "(.tflite with its model.json)")
   if labels is None:
     labels_txt = os.path.join(os.path.dirname(path), "labels.txt")
     if not os.path.exists(labels_txt):
@@ -133,41 +228,77 @@ def classify_window(p: Predictor, window: np.ndarray, tau: float,
   p.start(window)
   probs = None
   for name in p.exits:
-    probs = p.run_exit(name, window)
+    probs = p.exit_probs(name, window)
     if early_exit.confidence(probs[None], policy)[0] >= tau:
       break
   return probs, name, (time.perf_counter() - t0) * 1e3
 
 
+def no_speech_window(start: float, end: float) -> Window:
+  return Window(start, end, NO_SPEECH, 1.0, NO_SPEECH_EXIT, 0.0, [])
+
+
+def file_speech_spans(samples: np.ndarray, sr: int,
+                      min_speech: float = vad.MIN_SPEECH_SECONDS
+                      ) -> List[vad.Span]:
+  """VAD spans; ``min_speech`` capped at half the file (short clips)."""
+  cap = min(min_speech, 0.5 * len(samples) / sr)
+  return vad.speech_spans(samples, sr, vad.VADConfig(min_speech_seconds=cap))
+
+
+def has_speech(spans: Sequence[vad.Span], start: float, end: float,
+               min_speech: float) -> bool:
+  """At least min(min_speech, half the window) seconds of speech in it."""
+  need = min(min_speech, 0.5 * (end - start))
+  return vad.speech_seconds_in(spans, start, end) >= need
+
+
 def predict_waveform(p: Predictor, samples: np.ndarray, tau: float = 0.8,
-                     policy: str = "max_prob", hop_seconds: float = 1.5
-                     ) -> List[Window]:
+                     policy: str = "max_prob", hop_seconds: float = 1.5,
+                     min_speech: float = vad.MIN_SPEECH_SECONDS,
+                     use_vad: bool = True) -> List[Window]:
+  """Windows of the file, classified or (``use_vad``) marked NO_SPEECH."""
   fe = p.front_end
-  win, hop = fe.clip_samples, int(round(hop_seconds * fe.sample_rate))
+  sr = fe.sample_rate
+  win, hop = fe.clip_samples, int(round(hop_seconds * sr))
+  spans = file_speech_spans(samples, sr, min_speech) if use_vad else None
   out = []
   for s in window_starts(len(samples), win, hop):
+    start, end = s / sr, min(s + win, len(samples)) / sr
+    if spans is not None and not has_speech(spans, start, end, min_speech):
+      out.append(no_speech_window(start, end))
+      continue
     chunk = samples[s:s + win]
     if len(chunk) < win:  # short clip: the training policy (centre, pad)
       pad = win - len(chunk)
       chunk = np.pad(chunk, (pad // 2, pad - pad // 2))
     probs, name, ms = classify_window(p, chunk, tau, policy)
     i = int(np.argmax(probs))
-    out.append(Window(s / fe.sample_rate, min(s + win, len(samples)) / fe.sample_rate,
-                      p.labels[i], float(probs[i]), name, ms,
+    out.append(Window(start, end, p.labels[i], float(probs[i]), name, ms,
                       [float(v) for v in probs]))
   return out
 
 
-def predict_file(p: Predictor, path: str, **kw) -> FileResult:
-  """Raises audio.AudioError for files that are not usable audio."""
-  samples = audio.load_audio(path, p.front_end.sample_rate)
-  ws = predict_waveform(p, samples, **kw)
-  mean = np.mean([w.probs for w in ws], axis=0)
+def summarise(p: Predictor, path: str, ws: Sequence[Window]) -> FileResult:
+  """File result: mean probabilities of the speech windows."""
+  speech = [w for w in ws if w.emotion != NO_SPEECH]
+  ms = float(sum(w.ms for w in ws))
+  if not speech:
+    return FileResult(path, NO_SPEECH, 1.0, NO_SPEECH_EXIT, ms, list(ws))
+  mean = np.mean([w.probs for w in speech], axis=0)
   i = int(np.argmax(mean))
-  exits = {w.exit for w in ws}
+  exits = {w.exit for w in speech}
   return FileResult(path, p.labels[i], float(mean[i]),
-                    ws[0].exit if len(exits) == 1 else "mixed",
-                    float(sum(w.ms for w in ws)), ws)
+                    speech[0].exit if len(exits) == 1 else "mixed", ms, list(ws))
+
+
+def predict_file(p: Predictor, path: str, **kw) -> FileResult:
+  """Raises audio.AudioError for files that are not usable audio.
+
+  ``kw``: tau, policy, hop_seconds, min_speech, use_vad (predict_waveform).
+  """
+  samples = audio.load_audio(path, p.front_end.sample_rate)
+  return summarise(p, path, predict_waveform(p, samples, **kw))
 
 
 def expand_paths(paths: Sequence[str]) -> List[str]:
@@ -183,7 +314,10 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
 
 def predict_paths(p: Predictor, paths: Sequence[str], **kw
                   ) -> Tuple[List[FileResult], List[Tuple[str, str]]]:
-  """(results, skipped[(file, reason)]); bad files never stop the run."""
+  """(results, skipped[(file, reason)]); bad files never stop the run.
+
+  ``kw`` as for predict_file (tau, policy, hop_seconds, min_speech, use_vad).
+  """
   results, skipped = [], []
   for path in expand_paths(paths):
     try:
@@ -206,3 +340,26 @@ def segments(windows: Sequence[Window]) -> List[Dict]:
   for s in out:
     s["confidence"] = float(np.mean(s.pop("confidences")))
   return out
+
+
+ROW_HEADER = ["file", "start", "end", "emotion", "confidence", "exit", "ms"]
+
+
+def table_rows(results: Sequence[FileResult]):
+  """Rows under ROW_HEADER: a summary row per file (start, end empty); files
+  of several windows add one row per window. Every row names its file."""
+  for r in results:
+    yield [r.path, "", "", r.emotion, f"{r.confidence:.2f}", r.exit, f"{r.ms:.1f}"]
+    if len(r.windows) > 1:
+      for w in r.windows:
+        yield [r.path, f"{w.start:.1f}", f"{w.end:.1f}", w.emotion,
+               f"{w.confidence:.2f}", w.exit, f"{w.ms:.1f}"]
+
+
+def result_record(r: FileResult) -> Dict:
+  """A JSON-ready dict of a file result with its segments; every window and
+  segment also names the file."""
+  d = dataclasses.asdict(r)
+  d["windows"] = [dict(w, file=r.path) for w in d["windows"]]
+  d["segments"] = [dict(s, file=r.path) for s in segments(r.windows)]
+  return d

@@ -4,7 +4,8 @@ One config object (:class:`Recipe`) and two thin functions over it:
 :func:`train_student` trains an early-exit student on whole utterances, and
 :func:`model_inputs` turns centre-cropped features into what that student
 expects in its regime (``global``: the raw log-Mel, the model normalises;
-``speaker``: z-scored with each speaker's own statistics first).
+``speaker``: each speaker calibrated onto the training statistics first,
+:func:`nsl_ser.normalization.calibrate`).
 The defaults are the winner of ``experiments/accuracy.py``.
 """
 from __future__ import annotations
@@ -44,19 +45,29 @@ def pad_value(front_end: FrontEndConfig) -> float:
   return float(np.log(front_end.log_floor))
 
 
+def reference_stats(train: augment.Utterances) -> normalization.BandStats:
+  """The statistics a speaker is calibrated onto: every frame of the
+  training clips (speed 1). Also what an uncalibrated speaker is assumed
+  to look like."""
+  return normalization.stats_of(train.clips(0))
+
+
 def model_inputs(arrays: data.Arrays, regime: str,
-                 stats: Optional[Mapping[str, normalization.BandStats]] = None
+                 stats: Optional[Mapping[str, normalization.BandStats]] = None,
+                 reference: Optional[normalization.BandStats] = None
                  ) -> np.ndarray:
   """What a student of ``regime`` takes for ``arrays``' centre-cropped
-  features: unchanged (``global``) or z-scored per speaker (``speaker``,
-  with ``stats`` from each speaker's own whole clips)."""
+  features: unchanged (``global``) or calibrated per speaker (``speaker``:
+  each speaker's own whole-clip ``stats`` mapped onto ``reference``, the
+  training statistics; :func:`normalization.calibrate`)."""
   if regime == "global":
     return arrays.features
   if regime == "speaker":
-    if stats is None:
-      raise ValueError("the speaker regime needs per-speaker statistics")
-    return normalization.standardize_by_speaker(arrays.features, arrays.speakers,
-                                                stats)
+    if stats is None or reference is None:
+      raise ValueError("the speaker regime needs per-speaker and reference "
+                       "statistics")
+    return normalization.calibrate_by_speaker(arrays.features, arrays.speakers,
+                                              stats, reference)
   raise ValueError(f"regime must be one of {normalization.REGIMES}, not {regime!r}")
 
 
@@ -64,19 +75,20 @@ def training_clips(train: augment.Utterances, regime: str,
                    front_end: FrontEndConfig):
   """(clips, pad values) for :class:`augment.TrainBatches`. In the speaker
   regime each (speaker, speed) pair counts as a speaker of its own: its
-  clips are z-scored with its own statistics, like a test speaker's."""
+  clips are calibrated with its own statistics onto
+  :func:`reference_stats`, like a test speaker's."""
   pad = pad_value(front_end)
   if regime == "global":
     return train.variants, pad
+  ref = reference_stats(train)
   clips = [list(v) for v in train.variants]
   pads = [[None] * len(v) for v in train.variants]
   for j in range(len(train.speeds)):
     stats = normalization.speaker_stats(train.clips(j), train.speakers)
     for i, s in enumerate(train.speakers):
       st = stats[str(s)]
-      clips[i][j] = normalization.standardize(train.variants[i][j], st.mean, st.var)
-      pads[i][j] = normalization.standardize(np.full(st.mean.shape, pad),
-                                             st.mean, st.var)
+      clips[i][j] = normalization.calibrate(train.variants[i][j], st, ref)
+      pads[i][j] = normalization.calibrate(np.full(st.mean.shape, pad), st, ref)
   return clips, pads
 
 

@@ -47,12 +47,27 @@ def load_partitions(records_dir: str, corpus: str, fold: int = 0,
 class Corpus:
   """A prepared corpus in memory for one fold: whole training utterances
   (at the recipe's speeds), centre-cropped partitions in the regime's form,
-  and every speaker's statistics (of its own whole clips)."""
+  every speaker's statistics (of its own whole clips) and the reference
+  statistics speakers are calibrated onto (the training clips')."""
   labels: list
   train: augment.Utterances
   parts: Dict[str, data.Arrays]
   inputs: Dict[str, np.ndarray]
   stats: Dict[str, normalization.BandStats]
+  reference: normalization.BandStats
+
+
+def make_corpus(labels: list, utts: augment.Utterances, arrays: data.Arrays,
+                split: splits.Split, rc: recipe_lib.Recipe) -> Corpus:
+  """A :class:`Corpus` from whole utterances and their centre crops
+  (same ids) under a speaker split."""
+  stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
+  train = utts.by_speakers(split.train)
+  reference = recipe_lib.reference_stats(train)
+  parts = {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
+  inputs = {p: recipe_lib.model_inputs(a, rc.regime, stats, reference)
+            for p, a in parts.items()}
+  return Corpus(labels, train, parts, inputs, stats, reference)
 
 
 def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
@@ -67,19 +82,14 @@ def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
   if subset:
     utts = utts.subset(np.arange(len(utts)) % subset == 0)
     arrays = arrays.subset(np.isin(arrays.ids, utts.ids))
-  stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
-  split = splits.get_split(corpus, fold)
-  parts = {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
-  inputs = {p: recipe_lib.model_inputs(a, rc.regime, stats) for p, a in parts.items()}
-  return Corpus(labels, utts.by_speakers(split.train), parts, inputs, stats)
+  return make_corpus(labels, utts, arrays, splits.get_split(corpus, fold), rc)
 
 
 def training_stats(c: Corpus) -> normalization.BandStats:
   """The statistics a model normalises with when no speaker
-  calibration is available: the training speakers' whole clips (raw
-  log-Mel for ``global``; for ``speaker`` its inputs are already z-scored,
-  so these are the fallback for an uncalibrated speaker)."""
-  return normalization.stats_of(c.train.clips(0))
+  calibration is available: the training speakers' whole clips (the
+  reference both regimes share)."""
+  return c.reference
 
 
 def save(model: keras.Model, out_dir: str, labels, metrics: dict) -> None:

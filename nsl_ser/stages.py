@@ -134,7 +134,9 @@ def run_export(cfg: RunConfig) -> Dict:
       model, cfg.path("tflite"), labels, audio[pick], _records(cfg, cfg.target),
       cfg.target, cfg.fold, cfg.quantization,
       qat.QATConfig(epochs=2 if cfg.quick else 10, verbose=2),
-      provenance={"corpus": cfg.target, "fold": cfg.fold, "partition": "train"})
+      provenance={"corpus": cfg.target, "fold": cfg.fold, "partition": "train"},
+      normalization=export.normalization_of(model, json.load(open(
+          cfg.path("student", source.METRICS_FILE)))))
   return {"quantization": side["quantization"]["method"],
           **{f: v["bytes"] for f, v in side["files"].items() if "bytes" in v}}
 

@@ -20,6 +20,7 @@ def test_log_mel_matches_librosa(emodb_files, bands, dft):
   for f in emodb_files[::100]:
     x = fix_length(tf.constant(load_audio(f)), cfg.clip_samples).numpy()
     ours = LogMel(cfg, dft=dft)(x[None])[0].numpy()
+    x = x / np.max(np.abs(x))  # the front end's peak normalisation
     # librosa centres a 400-sample window in each 512-sample frame; shifting
     # the signal by (512 - 400) / 2 aligns its frames with tf.signal's.
     pad = (cfg.fft_length - cfg.frame_length) // 2
@@ -31,6 +32,20 @@ def test_log_mel_matches_librosa(emodb_files, bands, dft):
     ref = np.log(mel @ spec + cfg.log_floor).T
     assert ours.shape == ref.shape
     assert np.max(np.abs(ours - ref)) < TOLERANCE
+
+
+def test_peak_normalisation_makes_features_level_invariant(emodb_files):
+  """A clip 30 dB quieter gives the same features (RAVDESS is recorded
+  about 27 dB below EmoDB); digital silence stays at the log floor."""
+  x = fix_length(tf.constant(load_audio(emodb_files[0])), 48000).numpy()
+  loud = log_mel_numpy(x)
+  quiet = log_mel_numpy(x * 10 ** (-30 / 20))
+  np.testing.assert_allclose(quiet, loud, atol=1e-3)
+  raw = FrontEndConfig(peak_normalize=False)
+  assert np.max(np.abs(log_mel_numpy(x * 10 ** (-30 / 20), raw)
+                       - log_mel_numpy(x, raw))) > 5
+  silent = log_mel_numpy(np.zeros(48000, np.float32))
+  np.testing.assert_allclose(silent, np.log(FrontEndConfig().log_floor), atol=1e-4)
 
 
 def test_fix_length_policy():

@@ -27,31 +27,61 @@ def utts(records_dir):
 
 
 def test_band_stats_running_equals_batch(utts):
+  """The device's clip-by-clip update equals the batch statistics over the
+  same speech frames."""
   u, _ = utts
   clips = u.clips(0)[:25]
   run = normalization.BandStats.empty(clips[0].shape[1])
   for c in clips:
-    run = run.update(c)
+    run = run.add_clip(c)
   batch = normalization.stats_of(clips)
-  frames = np.concatenate(clips).astype(np.float64)
+  frames = np.concatenate([normalization.speech_frames(c) for c in clips]
+                          ).astype(np.float64)
   assert run.count == batch.count == frames.shape[0]
   np.testing.assert_allclose(run.mean, frames.mean(0), rtol=1e-9, atol=1e-9)
   np.testing.assert_allclose(run.var, frames.var(0), rtol=1e-7, atol=1e-9)
   np.testing.assert_allclose(batch.var, run.var, rtol=1e-9)
 
 
-def test_standardize_by_speaker_uses_each_speakers_own_statistics(utts):
+def test_speech_frames_drop_silence(utts):
+  """Digital silence around a clip (as in RAVDESS) is not counted: the
+  statistics of a clip padded with silence equal the clip's own."""
+  u, _ = utts
+  c = u.clips(0)[0]
+  silence = np.full((150, c.shape[1]), np.log(1e-6), np.float32)
+  padded = np.concatenate([silence, c, silence])
+  kept = normalization.speech_frames(padded)
+  assert kept.shape[0] == normalization.speech_frames(c).shape[0] < padded.shape[0]
+  np.testing.assert_allclose(normalization.stats_of([padded]).mean,
+                             normalization.stats_of([c]).mean)
+
+
+def test_calibration_maps_each_speaker_onto_the_reference(utts):
+  """Each speaker's calibrated speech frames have the reference's per-band
+  mean and variance; an uncalibrated speaker (stats = reference) is unchanged;
+  the affine form a device applies gives the same numbers; statistics
+  survive the sidecar's JSON round trip."""
   u, _ = utts
   stats = normalization.speaker_stats(u.clips(0), u.speakers)
+  ref = normalization.stats_of(u.clips(0))
   assert set(stats) == set(u.speakers)
   for s in list(stats)[:3]:
     clips = [c for c, sp in zip(u.clips(0), u.speakers) if sp == s]
-    z = np.concatenate([normalization.standardize(c, stats[s].mean, stats[s].var)
-                        for c in clips])
-    np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
-    np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+    z = np.concatenate([normalization.calibrate(normalization.speech_frames(c),
+                                                stats[s], ref) for c in clips])
+    np.testing.assert_allclose(z.mean(0), ref.mean, atol=1e-3)
+    np.testing.assert_allclose(z.var(0), ref.var, rtol=2e-3)
+    scale, shift = normalization.affine(stats[s], ref)
+    np.testing.assert_allclose(clips[0] * scale + shift,
+                               normalization.calibrate(clips[0], stats[s], ref),
+                               atol=1e-4)
+  c = u.clips(0)[0]
+  np.testing.assert_allclose(normalization.calibrate(c, ref, ref), c, atol=1e-5)
+  back = normalization.BandStats.from_dict(ref.to_dict())
+  np.testing.assert_allclose(back.var, ref.var)
+  assert back.count == ref.count
   with pytest.raises(KeyError, match="no calibration statistics"):
-    normalization.standardize_by_speaker(np.zeros((1, 5, 40)), ["nobody"], stats)
+    normalization.calibrate_by_speaker(np.zeros((1, 5, 40)), ["nobody"], stats, ref)
 
 
 def test_speed_perturbation_changes_length(utts):

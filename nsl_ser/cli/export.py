@@ -41,6 +41,12 @@ flags.DEFINE_enum("int8_dft", "matmul", ["matmul", "fft"],
 flags.mark_flags_as_required(["model", "representative_records", "out_dir"])
 
 
+def _metrics(model_path: str):
+  """The training run's metrics.json beside the model, if any."""
+  path = os.path.join(os.path.dirname(model_path), source.METRICS_FILE)
+  return json.load(open(path)) if os.path.exists(path) else None
+
+
 def main(argv) -> None:
   del argv
   model = models.load_model(FLAGS.model)
@@ -62,7 +68,8 @@ def main(argv) -> None:
       provenance={"corpus": FLAGS.corpus, "fold": FLAGS.fold,
                   "partition": "train", "speakers": sorted(split.train),
                   "seed": FLAGS.seed, "model": os.path.abspath(FLAGS.model)},
-      micro=FLAGS.micro, edgetpu=FLAGS.edgetpu, int8_dft=FLAGS.int8_dft)
+      micro=FLAGS.micro, edgetpu=FLAGS.edgetpu, int8_dft=FLAGS.int8_dft,
+      normalization=export.normalization_of(model, _metrics(FLAGS.model)))
   logging.info("int8 method: %s", side["quantization"]["method"])
   summary = {rel: info["bytes"] for rel, info in side["files"].items()
              if rel.endswith(".tflite")}

@@ -1,19 +1,35 @@
 """nsl-ser predict PATH...: emotions of audio files (any libsndfile format).
 
-Prints a table (file, emotion, confidence, exit used, ms); long files get a
-timeline. ``--output=x.csv`` or ``x.json`` also writes the results.
+Prints a table (file, start, end, emotion, confidence, exit used, ms);
+``--output=x.csv`` or ``x.json`` also writes the results.
+
+Rows: every row names its file. Each file has one summary row, with start
+and end empty; a file longer than the model's window (3 s by default) adds
+a row per window (the timeline; start and end in seconds). Windows with too
+little speech (voice activity detection, ``--min_speech``) are ``no_speech``
+(confidence 1.0, exit "-", not classified); a file without speech is
+``no_speech``.
+CSV rows of skipped files (unreadable, empty, silent, too short) have
+emotion SKIPPED and the reason in the exit column. The JSON holds per file
+its windows, segments (consecutive windows of one emotion merged), each
+also naming the file, and a list of skipped files with reasons.
+
+Speaker calibration: ``--calibrate=PATH[,PATH]`` (that speaker's clips or
+folders, no labels) or ``--calibrate=self`` (the files being predicted,
+as one speaker) or ``--calibration=speaker.json`` (``nsl-ser calibrate``)
+maps the speaker's features onto the model's reference statistics and runs
+the model's feature-input int8 stages instead of the phone model.
 """
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import os
 import sys
 
 from absl import flags
 
-from nsl_ser import early_exit, predict
+from nsl_ser import early_exit, predict, vad
 from nsl_ser.prepare import atomic_write_text
 
 FLAGS = flags.FLAGS
@@ -24,17 +40,38 @@ flags.DEFINE_float("tau", 0.8, "Early-exit threshold: stop at the first exit "
 flags.DEFINE_enum("policy", "max_prob", list(early_exit.POLICIES),
                   "Confidence measure.")
 flags.DEFINE_float("hop_seconds", 1.5, "Hop between windows of long files.")
+flags.DEFINE_bool("vad", True, "Voice activity detection: windows with too "
+                  "little speech are reported as no_speech, not classified.")
+flags.DEFINE_float("min_speech", vad.MIN_SPEECH_SECONDS,
+                   "Seconds: shortest speech span kept by the VAD; a window "
+                   "needs min(this, half the window) of speech to be classified.",
+                   lower_bound=0.0)
+flags.DEFINE_list("calibrate", None,
+                  "Calibrate to one speaker from these clips/folders "
+                  "(unlabelled), or 'self': the files being predicted.")
+flags.DEFINE_string("calibration", None,
+                    "A speaker's statistics saved by nsl-ser calibrate.")
 flags.DEFINE_string("output", None, "Also write results to a .csv or .json.")
 
 
-def _rows(results):
-  """One row per file; long files add one row per window (the timeline)."""
-  for r in results:
-    yield [r.path, "", "", r.emotion, f"{r.confidence:.2f}", r.exit, f"{r.ms:.1f}"]
-    if len(r.windows) > 1:
-      for w in r.windows:
-        yield ["", f"{w.start:.1f}", f"{w.end:.1f}", w.emotion,
-               f"{w.confidence:.2f}", w.exit, f"{w.ms:.1f}"]
+def _speaker(p, paths):
+  """The speaker's statistics the flags ask for, or None."""
+  from nsl_ser import calibration
+  if FLAGS.calibrate and FLAGS.calibration:
+    sys.exit("nsl-ser predict: give --calibrate or --calibration, not both")
+  try:
+    if FLAGS.calibration:
+      return calibration.load(FLAGS.calibration, p.front_end)
+    if FLAGS.calibrate:
+      src = paths if FLAGS.calibrate == ["self"] else FLAGS.calibrate
+      stats, used, skipped = calibration.speaker_stats(
+          predict.expand_paths(src), p.front_end, FLAGS.hop_seconds)
+      print(f"calibrated on {len(used)} file(s), {stats.count} speech frames"
+            + (f"; {len(skipped)} skipped" if skipped else ""), file=sys.stderr)
+      return stats
+  except (calibration.CalibrationError, FileNotFoundError) as e:
+    sys.exit(f"nsl-ser predict: calibration: {e}")
+  return None
 
 
 def main(argv) -> None:
@@ -42,11 +79,14 @@ def main(argv) -> None:
   if not paths:
     sys.exit("usage: nsl-ser predict [--flags] PATH [PATH...]")
   p = predict.load_predictor(FLAGS.model)
-  results, skipped = predict.predict_paths(p, paths, tau=FLAGS.tau,
-                                           policy=FLAGS.policy,
-                                           hop_seconds=FLAGS.hop_seconds)
-  header = ["file", "start", "end", "emotion", "confidence", "exit", "ms"]
-  rows = list(_rows(results))
+  speaker = _speaker(p, paths)
+  if speaker is not None:
+    p = predict.load_predictor(FLAGS.model, speaker=speaker)
+  results, skipped = predict.predict_paths(
+      p, paths, tau=FLAGS.tau, policy=FLAGS.policy,
+      hop_seconds=FLAGS.hop_seconds, min_speech=FLAGS.min_speech,
+      use_vad=FLAGS.vad)
+  header, rows = predict.ROW_HEADER, list(predict.table_rows(results))
   widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else []
   if rows:
     for r in [header] + rows:
@@ -56,8 +96,7 @@ def main(argv) -> None:
   if FLAGS.output:
     if FLAGS.output.endswith(".json"):
       atomic_write_text(FLAGS.output, json.dumps({
-          "results": [dict(dataclasses.asdict(r),
-                           segments=predict.segments(r.windows)) for r in results],
+          "results": [predict.result_record(r) for r in results],
           "skipped": [{"file": f, "reason": why} for f, why in skipped]},
           indent=2))
     else:

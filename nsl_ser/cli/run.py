@@ -30,9 +30,6 @@ flags.DEFINE_enum("quantization", "ptq", list(export.QUANTIZATION_MODES),
                   "int8 export: post-training (default: QAT never beat it, "
                   "experiments/results/qat.md), quantisation-aware training, "
                   "or auto (qat where it beats ptq on validation speakers).")
-flags.DEFINE_string("install_default", None,
-                    "Also copy the exported models to this folder (e.g. "
-                    "tflite_models/default).")
 
 
 def main(argv) -> None:
@@ -49,6 +46,3 @@ def main(argv) -> None:
   print(json.dumps({k: v["summary"] for k, v in data["stages"].items()},
                    indent=1, default=str)[:4000])
   print(f"report: {cfg.path('report', 'report.md')}")
-  if FLAGS.install_default:
-    pipeline.install_models(cfg.path("tflite"), FLAGS.install_default)
-    print(f"models copied to {FLAGS.install_default}")

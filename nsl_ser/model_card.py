@@ -1,0 +1,169 @@
+"""The default model's card (``tflite_models/default/README.md``).
+
+Every number is read from the sidecar, the training metrics and the
+committed result files; nothing is typed in by hand.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+
+def _f(v, digits: int = 1) -> str:
+  try:
+    return "–" if v != v else f"{v:.{digits}f}"  # NaN
+  except TypeError:
+    return "–"
+
+
+def _agg(gen: dict, key: str) -> str:
+  a = gen.get("aggregate", {}).get(key)
+  if not a:
+    return "–"
+  return f"{a['uar']['mean']:.1f} ± {a['uar']['std']:.1f}"
+
+
+def render(side: dict, metrics: dict, gen: Optional[dict],
+           acc: Optional[dict]) -> str:
+  files = side["files"]
+  micro = {f: v for f, v in files.items() if f.startswith("micro/")
+           and f.endswith(".tflite")}
+  labels = side["labels"]
+  counts = metrics["counts"]
+  norm = side["normalization"]
+  regime = norm["regime"]
+  temp = side.get("temperature", {}).get("per_exit")
+  lines = [
+      "# nsl-ser default model",
+      "",
+      "A small speech-emotion recognition CNN with early exits, int8, for "
+      "phones (LiteRT) and microcontrollers (TFLite Micro). `nsl-ser predict "
+      "clip.wav` uses it when no `--model` is given.",
+      "",
+      "## What it is",
+      "",
+      f"- **Labels** ({len(labels)}): {', '.join(labels)}: the emotions every "
+      "training corpus has.",
+      f"- **Exits**: {', '.join(side['exits'])} (MACs: "
+      + ", ".join(f"{v:,}" for v in side["exit_macs"].values())
+      + f"); {side['params']:,} parameters.",
+      f"- **Phone model** `model_int8.tflite`: {files['model_int8.tflite']['bytes']:,} "
+      "bytes; 16 kHz mono float audio in ("
+      f"{side['front_end']['clip_samples']} samples = "
+      f"{side['front_end']['clip_samples'] / side['front_end']['sample_rate']:.0f} s), "
+      "one signature per exit.",
+      f"- **Feature-input stages** `micro/stage_k_int8.tflite`: "
+      f"{sum(v['bytes'] for v in micro.values()):,} bytes in all, arena "
+      f"{max(side.get('micro', {}).get('arena_bytes', [0])):,} bytes "
+      "(largest stage): stage k runs block k and exit k, so stopping early "
+      "stops computing. `predict --calibrate` runs these.",
+      "- Trained by `nsl-ser train-default` (the default recipe of "
+      "`nsl_ser/recipe.py`: speed perturbation 0.9/1.0/1.1, cosine learning "
+      "rate, mean of the last 10 epochs' weights, self-distilled exits), "
+      f"regime `{regime}`, {metrics['epochs_run']} epochs; int8 by post-"
+      "training quantisation.",
+      "",
+      "## Training data",
+      "",
+      "Every speaker of every corpus found (nothing held out):",
+      "",
+      "| corpus | speakers | " + " | ".join(labels) + " |",
+      "|---|---|" + "---|" * len(labels),
+  ]
+  for c, by_label in counts.items():
+    lines.append(f"| {c} | {metrics['speakers'].get(c, '?')} | "
+                 + " | ".join(str(by_label[l]) for l in labels) + " |")
+  lines += ["", "## Measured", ""]
+  if gen:
+    s = gen["summary"]
+    lines += [
+        "From `experiments/results/generalization.json` (the same recipe and "
+        "data with speakers held out; this model itself has no held-out "
+        "speakers). UAR in %, mean ± std over 3 seeds, 6 classes:",
+        "",
+        "| setting | speaker-independent | speaker-calibrated |",
+        "|---|---|---|",
+        f"| held out: RAVDESS actors 19–24 + EmoDB 03, 08 ({regime}-trained, "
+        "this model's recipe) | "
+        f"{_agg(gen, f'union_heldout/{regime}/independent')} | "
+        f"{_agg(gen, f'union_heldout/{regime}/calibrated')} |",
+        "| RAVDESS → EmoDB (cross-corpus) | "
+        f"{_agg(gen, 'ravdess_to_emodb/global/independent')} | "
+        f"{_agg(gen, 'ravdess_to_emodb/speaker/calibrated')} |",
+        "| EmoDB → RAVDESS (cross-corpus) | "
+        f"{_agg(gen, 'emodb_to_ravdess/global/independent')} | "
+        f"{_agg(gen, 'emodb_to_ravdess/speaker/calibrated')} |",
+        "",
+        f"Chance is {100 / len(labels):.1f}. openSMILE eGeMAPS + SVM, RAVDESS → "
+        "EmoDB: 27.9 independent, 53.4 with per-speaker standardisation "
+        "(`../shared/notes/baselines.md`).",
+        "",
+        f"**Confidence**: expected calibration error on the held-out speakers "
+        f"{_f(s.get('default_model_ece_unscaled'))} % as trained, "
+        f"{_f(s.get('default_model_ece_scaled'))} % after temperature scaling "
+        "fitted on the validation speakers (reliability diagram in "
+        "`experiments/results/generalization.md`). "
+        + ("The temperatures are applied." if temp else
+           "Scaling did not help, so none is applied: the probabilities are "
+           "the network's own."),
+    ]
+    if temp:
+      lines.append("The sidecar's per-exit temperatures ("
+                   + ", ".join(f"{k} {v:.2f}" for k, v in temp.items())
+                   + ") are applied by `nsl-ser predict`, so `--tau` compares "
+                   "calibrated confidences.")
+  else:
+    lines.append("No generalisation results were found when this card was "
+                 "written.")
+  if acc:
+    a = acc["summary"]
+    lines += ["", "In-corpus, the same recipe on EmoDB alone (7 classes, 5 "
+              "folds × 3 seeds, `experiments/results/accuracy.json`): UAR "
+              f"{_f(a.get('uar_average_speed_independent'))} speaker-independent, "
+              f"{_f(a.get('uar_average_speed_calibrated'))} speaker-calibrated "
+              "(openSMILE ComParE + SVM: 76.6 / 82.7)."]
+  lines += [
+      "",
+      "## Normalisation contract",
+      "",
+      "Emotion is relative to a speaker's own voice. The model was trained "
+      + ("with every training speaker's log-Mel features mapped onto the "
+         "reference statistics (sidecar `normalization.reference`, per band) "
+         "with that speaker's own statistics. "
+         if regime == "speaker" else
+         "on raw log-Mel features (statistics inside the model). ")
+      + "Two ways to use it:",
+      "",
+      "- **Speaker-independent** (a stranger's first utterance): feed audio "
+      "to `model_int8.tflite`. The reference statistics are inside the model.",
+      "- **Speaker-calibrated**: collect the speaker's per-band statistics "
+      "over a few unlabelled clips (`nsl-ser calibrate clips/ "
+      "--out=speaker.json`, or on a device the running update below), map "
+      "each log-Mel frame `x` to `x * scale + shift` with `scale = "
+      "sqrt(ref_var / spk_var)`, `shift = ref_mean - spk_mean * scale`, and "
+      "feed the stages. `nsl-ser predict --calibrate=DIR|self` does this.",
+      "",
+      "The running update per clip (Chan et al.), `count`, `mean[b]`, "
+      "`m2[b]` kept: `n = count + n_c; d = mean_c - mean; mean += d * n_c / n; "
+      "m2 += m2_c + d² · count · n_c / n; count = n`; `var = m2 / count`.",
+      "",
+      "## Intended use and known limits",
+      "",
+      "- Research and prototyping of on-device emotion recognition on "
+      "**acted** speech. All training speech is acted, read, studio-quality "
+      "English (RAVDESS, North American actors) and German (EmoDB); "
+      "spontaneous speech, other languages, noisy rooms and children are "
+      "untested and will do worse.",
+      "- Six categories only; no calm, surprise, boredom, contempt or mixed "
+      "emotions. A clip is always given one of the six (no 'other'); "
+      "`predict` marks silent windows `no_speech`.",
+      "- Accuracy differs a lot between speakers (see the spreads above); "
+      "calibrating on a speaker's clips helps most.",
+      "- Not for decisions about people (hiring, health, policing, "
+      "surveillance).",
+      "",
+      "## Licence",
+      "",
+      side.get("licence", ""),
+      "",
+  ]
+  return "\n".join(lines)

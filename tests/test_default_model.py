@@ -1,0 +1,78 @@
+"""`nsl-ser train-default`: corpora pooled on their shared emotions, one
+deployable model with a card, installed and usable by predict."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from nsl_ser import default_model, pooled, predict
+
+
+def test_shared_labels_and_speaker_keys():
+  assert pooled.shared_labels([
+      ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
+       "surprised"],
+      ["neutral", "happy", "sad", "angry", "fearful", "disgust", "boredom"]]) == [
+          "neutral", "happy", "sad", "angry", "fearful", "disgust"]
+  with pytest.raises(ValueError, match="fewer than two"):
+    pooled.shared_labels([["angry", "sad"], ["angry", "boredom"]])
+  assert pooled.keys("emodb", ["03"]) != pooled.keys("ravdess", ["03"])
+
+
+def test_found_corpora(data_dir, tmp_path):
+  assert default_model.found_corpora(data_dir) == ["ravdess", "emodb"]
+  with pytest.raises(FileNotFoundError, match="no corpus folder"):
+    default_model.found_corpora(str(tmp_path))
+
+
+@pytest.fixture(scope="module")
+def installed(data_dir, tmp_path_factory):
+  """A quick default model (a sixth of the clips, 2 epochs), installed."""
+  work = tmp_path_factory.mktemp("default")
+  cfg = default_model.DefaultConfig(data_dir=data_dir, work_dir=str(work / "w"),
+                                    quick=True)
+  from nsl_ser import pipeline
+  pipeline.run_pipeline(cfg, default_model.STAGES, log=lambda s: None)
+  dest = str(work / "installed")
+  default_model.install(cfg.path("tflite"), dest)
+  return cfg, dest
+
+
+def test_installed_model_has_card_stages_and_contract(installed):
+  cfg, dest = installed
+  side = json.load(open(os.path.join(dest, "model.json")))
+  assert side["labels"] == ["neutral", "happy", "sad", "angry", "fearful",
+                            "disgust"]
+  assert sorted(os.listdir(dest)) == ["LICENCE.md", "README.md", "labels.txt",
+                                      "micro", "model.json", "model_int8.tflite"]
+  assert set(side["files"]) == {"model_int8.tflite", "labels.txt",
+                                *(f"micro/stage_{k}_int8.tflite" for k in range(1, 5))}
+  ref = side["normalization"]["reference"]
+  assert len(ref["mean"]) == 40 and min(ref["var"]) > 0
+  assert side["normalization"]["regime"] == "speaker"
+  card = open(os.path.join(dest, "README.md")).read()
+  for words in ("## Training data", "## Measured", "## Normalisation contract",
+                "## Intended use", "## Licence", "CC BY-NC-SA", "| ravdess |",
+                "| emodb |"):
+    assert words in card
+  metrics = json.load(open(cfg.path("student", "metrics.json")))
+  assert set(metrics["speakers"]) == {"ravdess", "emodb"}
+
+
+def test_installed_model_predicts_plain_and_calibrated(installed, emodb_files):
+  _, dest = installed
+  path = os.path.join(dest, "model_int8.tflite")
+  files = [f for f in emodb_files if os.path.basename(f).startswith("08")][:6]
+  plain, skipped = predict.predict_paths(predict.load_predictor(path), files,
+                                         tau=1.01)
+  assert not skipped and len(plain) == 6
+  from nsl_ser import calibration
+  spk, used, _ = calibration.speaker_stats(files)
+  cal, _ = predict.predict_paths(predict.load_predictor(path, speaker=spk),
+                                 files, tau=1.01)
+  labels = json.load(open(os.path.join(dest, "model.json")))["labels"]
+  for r in plain + cal:
+    assert r.emotion in labels and 0 < r.confidence <= 1
+  probs = np.array([r.windows[0].probs for r in cal])
+  np.testing.assert_allclose(probs.sum(axis=1), 1, atol=0.02)

@@ -10,12 +10,13 @@ training speakers of fold k (validation fold k+1, test fold k) and reports
 test UAR / WA per exit, as mean +- std over folds x seeds, in both regimes:
 ``global`` (speaker-independent: statistics of the training data, inside
 the model) and ``speaker`` (speaker-calibrated: every speaker, test
-speakers included, z-scored with the statistics of its own unlabelled
-clips). ``baseline`` is the recipe main had (centre crop, early stopping
-on validation UAR, step decay); every other row adds one lever to it, and
-``combined`` takes every lever. The combined models are also converted to
-the int8 microcontroller stages and scored through the stage chain
-(LiteRT reference kernels). Writes experiments/results/accuracy.{json,md}.
+speakers included, calibrated onto the training statistics with the
+statistics of its own unlabelled clips, nsl_ser.normalization).
+``baseline`` is the recipe main had (centre crop, early stopping on
+validation UAR, step decay); every other row adds one lever to it, and
+``combined`` takes every lever. The default recipe's models (and
+``final`` / ``combined``) are also converted to the int8 microcontroller
+stages and scored through the stage chain (LiteRT reference kernels). Writes experiments/results/accuracy.{json,md}.
 """
 from __future__ import annotations
 

@@ -76,9 +76,10 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
   if gen:
     s = gen["summary"]
     lines += [
-        "From `experiments/results/generalization.json` (the same recipe and "
-        "data with speakers held out; this model itself has no held-out "
-        "speakers). UAR in %, mean ± std over 3 seeds, 6 classes:",
+        "From `experiments/results/generalization.json` (the same recipe, "
+        f"regime `{regime}`, with speakers or a corpus held out; this model "
+        "itself has no held-out speakers). UAR in %, mean ± std over 3 "
+        "seeds, 6 classes:",
         "",
         "| setting | speaker-independent | speaker-calibrated |",
         "|---|---|---|",
@@ -87,11 +88,11 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
         f"{_agg(gen, f'union_heldout/{regime}/independent')} | "
         f"{_agg(gen, f'union_heldout/{regime}/calibrated')} |",
         "| RAVDESS → EmoDB (cross-corpus) | "
-        f"{_agg(gen, 'ravdess_to_emodb/global/independent')} | "
-        f"{_agg(gen, 'ravdess_to_emodb/speaker/calibrated')} |",
+        f"{_agg(gen, f'ravdess_to_emodb/{regime}/independent')} | "
+        f"{_agg(gen, f'ravdess_to_emodb/{regime}/calibrated')} |",
         "| EmoDB → RAVDESS (cross-corpus) | "
-        f"{_agg(gen, 'emodb_to_ravdess/global/independent')} | "
-        f"{_agg(gen, 'emodb_to_ravdess/speaker/calibrated')} |",
+        f"{_agg(gen, f'emodb_to_ravdess/{regime}/independent')} | "
+        f"{_agg(gen, f'emodb_to_ravdess/{regime}/calibrated')} |",
         "",
         f"Chance is {100 / len(labels):.1f}. openSMILE eGeMAPS + SVM, RAVDESS → "
         "EmoDB: 27.9 independent, 53.4 with per-speaker standardisation "

@@ -11,7 +11,13 @@ Side by side, in one run, on the EmoDB fold's TEST speakers:
     the single full-int8 feature-input model (the Edge TPU model);
   * file bytes, UAR per exit (float vs int8), LiteRT latency per 3 s clip
     (1 thread, median after warm-up) with the front end included (audio in)
-    and excluded (features in), TFLite Micro arena bytes per stage.
+    and excluded (features in), TFLite Micro arena bytes per stage;
+  * the microcontroller path from audio: the exported C99 front end
+    (micro/front_end, built with the system compiler) -> int8 features ->
+    the stage chain, its features against the training front end, its UAR,
+    flash (stages + front-end code and tables) and arena;
+  * the adaptive policy of ``nsl-ser predict`` on the phone model, at the
+    README's tau, with its measured mean latency per clip.
 Writes experiments/results/export.{json,md}.
 """
 from __future__ import annotations
@@ -40,6 +46,8 @@ flags.DEFINE_integer("runs", 100, "Timed runs per latency (median).")
 flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.")
 flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "int8 method, as `nsl-ser export --quantization`.")
+flags.DEFINE_float("tau", 0.8, "Early-exit threshold of the adaptive row "
+                   "(the README's recommendation).")
 flags.DEFINE_string("name", "export", "Results name.")
 flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
 flags.mark_flags_as_required(["student", "source"])
@@ -70,6 +78,76 @@ def chain_probs(stages, feats_q: np.ndarray, qps, k: int) -> np.ndarray:
     o = micro.run_chain(stages, x[None], deepest=k)
     out.append(qps[k - 1].dequantize(o[f"exit_{k}"])[0])
   return np.stack(out)
+
+
+def staged_call(m: litert.Model, audio: np.ndarray, k: int):
+  """A call of the staged phone model up to exit k as an app makes it:
+  front_end once, then stage_1 .. stage_k, each feeding the next (the
+  runners' inputs are prepared outside the timed call)."""
+  run = {s: m.interpreter.get_signature_runner(s)
+         for s in ["front_end"] + [f"stage_{j}" for j in range(1, k + 1)]}
+  names = {j: m.inputs(f"stage_{j}")[0].name for j in range(1, k + 1)}
+  a = audio.astype(np.float32)
+
+  def call():
+    x = run["front_end"](audio=a)["features"]
+    for j in range(1, k + 1):
+      o = run[f"stage_{j}"](**{names[j]: x})
+      x = o.get(f"block{j}_act")
+  return call
+
+
+def front_end_macs(fe: FrontEndConfig, dft: str) -> int:
+  """Multiply-accumulates of one clip's log-Mel: the int8 phone model's DFT
+  matmul ("matmul") or a radix-2 real FFT ("fft": (N/4) log2(N/2) complex
+  butterflies of 4 real MACs, plus the split step), plus the power and the
+  (sparse) Mel bank."""
+  from nsl_ser import features, micro_front_end
+  lo, hi = features.mel_bin_range(fe)
+  bins = hi - lo
+  if dft == "matmul":
+    spectrum = fe.frame_length * 2 * bins
+  else:
+    half = fe.fft_length // 2
+    spectrum = 4 * (half // 2) * int(np.log2(half)) + 4 * bins
+  mel = len(micro_front_end.tables(fe)["weights"])
+  return int(fe.num_frames * (fe.frame_length + spectrum + 2 * bins + mel))
+
+
+def mcu_from_audio(sdir: str, fe: FrontEndConfig, audio: np.ndarray,
+                   feats: np.ndarray, stages, out_q, names) -> dict:
+  """The exported C front end built on this host, then the int8 stages."""
+  import tempfile
+  from nsl_ser import micro_front_end
+  src = os.path.join(sdir, "micro", "front_end")
+  with tempfile.TemporaryDirectory() as td:
+    lib = micro_front_end.build_library(src, os.path.join(td, "fe.so"))
+    c = micro_front_end.CFrontEnd(lib, fe)
+    cf = np.stack([c.features(a) for a in audio])
+    q = c.quantize(cf)
+    ms = litert.median_ms(lambda: c.features(audio[0]), F.runs, F.warmup)
+    code = micro_front_end.code_bytes(src)
+  probs = {n: chain_probs(stages, q, out_q, k) for k, n in enumerate(names, 1)}
+  return {"probs": probs, "max_abs_diff": float(np.abs(cf - feats).max()),
+          "front_end_ms": ms, "front_end_code_bytes": code}
+
+
+def adaptive(phone_path: str, audio: np.ndarray, y: np.ndarray, k: int,
+             tau: float) -> dict:
+  """``nsl-ser predict``'s policy on every clip: exits in order until the
+  top probability reaches tau; UAR, exit histogram, measured mean ms."""
+  from nsl_ser import predict
+  p = predict.load_predictor(phone_path)
+  for a in audio[:F.warmup]:
+    predict.classify_window(p, a, tau, "max_prob")
+  out, ms, used = [], [], []
+  for a in audio:
+    probs, name, t = predict.classify_window(p, a, tau, "max_prob")
+    out.append(probs)
+    ms.append(t)
+    used.append(name)
+  return {"uar": uar(y, np.stack(out), k), "mean_ms": float(np.mean(ms)),
+          "exits": {n: used.count(n) for n in sorted(set(used))}}
 
 
 def main(argv):
@@ -114,8 +192,7 @@ def main(argv):
            for p in ("float", "int8")}
   probs = {"keras": dict(zip(names, keras_probs))}
   for p, m in phone.items():
-    probs[f"phone_{p}"] = {n: litert.run_batch(m, n, "audio", test_audio)[n]
-                           for n in names}
+    probs[f"phone_{p}"] = litert.phone_exits(m, test_audio)
   stage_files = [os.path.join(sdir, f"micro/stage_{k}_int8.tflite")
                  for k in range(1, len(names) + 1)]
   stages = [litert.Model.from_file(p) for p in stage_files]
@@ -148,6 +225,13 @@ def main(argv):
     identical &= all(np.array_equal(a[n], b[n]) for n in a)
     xnn_lsb = max([xnn_lsb] + [int(np.abs(a[n].astype(int) - c[n]).max()) for n in a])
 
+  mcu = mcu_from_audio(sdir, fe, test_audio, test_feats, stages, out_q, names)
+  probs["mcu_int8_from_audio"] = mcu.pop("probs")
+  uars["mcu_int8_from_audio"] = {n: uar(y, p, nk)
+                                 for n, p in probs["mcu_int8_from_audio"].items()}
+  adapt = adaptive(os.path.join(sdir, "model_int8.tflite"), test_audio, y, nk,
+                   F.tau)
+
   # ---- latency (1 thread, median) -----------------------------------------
   def lat(m: litert.Model, sig, **inputs) -> float:
     return m.latency_ms(sig, runs=F.runs, warmup=F.warmup, **inputs)
@@ -158,9 +242,19 @@ def main(argv):
              "front_end_float": lat(litert.Model(fe_bytes), None, audio=a1),
              "front_end_int8_dft": lat(litert.Model(fe_int8_bytes), None,
                                        audio=a1)}
+  fft_phone = litert.Model(export.convert_staged_phone(
+      student, fe, train_audio[idx], dft="fft"), "staged int8, RFFT")
+  phone_fft_bytes = len(fft_phone.data)
+  for k, n in ((1, names[0]), (len(names), deepest)):
+    latency[f"phone_int8_fft/{n}"] = litert.median_ms(
+        staged_call(fft_phone, a1, k), F.runs, F.warmup)
   for p, m in phone.items():
-    for n in names:
-      latency[f"phone_{p}/{n}"] = lat(m, n, audio=a1)
+    for k, n in enumerate(names, start=1):
+      latency[f"phone_{p}/{n}"] = (
+          litert.median_ms(staged_call(m, a1, k), F.runs, F.warmup)
+          if litert.is_staged(m) else lat(m, n, audio=a1))
+    if litert.is_staged(m):
+      latency[f"phone_{p}/full_signature"] = lat(m, "full", audio=a1)
   latency["full_int8_features"] = lat(tpu, None, features=f1)
   x = feats_q[:1]
   for k, st in enumerate(stages, start=1):
@@ -210,6 +304,27 @@ def main(argv):
       "latency_full_student_features_ms": latency["mcu_chain_features"],
       "latency_exit_1_tflm_ms": latency["tflm_stage_1"],
       "latency_full_student_tflm_ms": latency["tflm_chain"],
+      # issue 12's fields
+      "phone_bytes": sizes["phone_int8"],
+      "phone_fft_bytes": phone_fft_bytes,
+      "latency_exit_1_audio_fft_ms": latency[f"phone_int8_fft/{names[0]}"],
+      "latency_full_audio_fft_ms": latency[f"phone_int8_fft/{deepest}"],
+      "front_end_macs": front_end_macs(fe, "matmul"),
+      "front_end_fft_macs": front_end_macs(fe, "fft"),
+      "cnn_macs": int(side["exit_macs"][deepest]),
+      "latency_exit_1_audio_ms": latency[f"phone_int8/{names[0]}"],
+      # the one-call full model (the chain to exit_K: latency_int8_ms)
+      "latency_full_audio_ms": latency.get("phone_int8/full_signature",
+                                           latency[f"phone_int8/{deepest}"]),
+      "latency_adaptive_audio_ms": adapt["mean_ms"],
+      "uar_adaptive": adapt["uar"],
+      "uar_full": uars["phone_int8"][deepest],
+      "tau": F.tau,
+      "mcu_front_end_max_abs_diff": mcu["max_abs_diff"],
+      "latency_mcu_front_end_c_ms": mcu["front_end_ms"],
+      "uar_mcu_end_to_end": uars["mcu_int8_from_audio"][deepest],
+      "mcu_flash_bytes": sizes["mcu_total"] + mcu["front_end_code_bytes"],
+      "mcu_front_end_code_bytes": mcu["front_end_code_bytes"],
   }
   s = summary
   targets = {
@@ -226,6 +341,17 @@ def main(argv):
           s["latency_exit_1_features_ms"] <= s["latency_full_student_features_ms"] / 3,
       "exit_1<=full/3 (TFLM, host)":
           s["latency_exit_1_tflm_ms"] <= s["latency_full_student_tflm_ms"] / 3,
+      "phone_bytes<=150KB": s["phone_bytes"] <= 150_000,
+      "front_end_macs<=cnn_macs (int8 phone DFT)":
+          s["front_end_macs"] <= s["cnn_macs"],
+      "front_end_ms<=cnn_ms (int8 phone, audio in)":
+          s["latency_front_end_int8_dft_ms"] <= s["latency_int8_features_ms"],
+      "adaptive_ms<full_ms (audio in)":
+          s["latency_adaptive_audio_ms"] < s["latency_full_audio_ms"],
+      "uar_adaptive_within_1_of_full": s["uar_full"] - s["uar_adaptive"] <= 1,
+      "mcu_end_to_end_within_1.5_of_float":
+          s["uar_float"] - s["uar_mcu_end_to_end"] <= 1.5,
+      "mcu_arena<=64KB": s["mcu_arena_bytes"] <= 64_000,
   }
   details = {
       "flags": {k: F[k].value for k in ("student", "source", "records_dir",
@@ -238,10 +364,12 @@ def main(argv):
       "mcu_boundaries": side["micro"]["boundaries"],
       "tflm_equals_litert_reference": identical,
       "tflm_vs_litert_xnnpack_max_lsb": xnn_lsb, "targets": targets,
-      "exit_macs": side["exit_macs"], "wall_s": time.time() - t0,
+      "exit_macs": side["exit_macs"], "adaptive": adapt,
+      "mcu_front_end": mcu, "wall_s": time.time() - t0,
   }
   rows = [[n, f"{uars['keras'][n]:.1f}", f"{uars['phone_float'][n]:.1f}",
            f"{uars['phone_int8'][n]:.1f}", f"{uars['mcu_int8'][n]:.1f}",
+           f"{uars['mcu_int8_from_audio'][n]:.1f}",
            f"{uars['full_int8_features'][n]:.1f}", f"{100 * agree[n]:.0f}%",
            f"{latency[f'phone_float/{n}']:.2f}", f"{latency[f'phone_int8/{n}']:.2f}",
            f"{latency[f'mcu_stage_{k}_features']:.3f}", stage_bytes[k - 1],
@@ -250,7 +378,8 @@ def main(argv):
   md = ("## Student, per exit (EmoDB fold %d test speakers, %d clips)\n\n"
         % (F.fold, len(y)) + markdown_table(
             ["exit", "UAR Keras", "UAR phone float", "UAR phone int8",
-             "UAR MCU int8", "UAR full int8 (features)", "int8=float",
+             "UAR MCU int8", "UAR MCU int8 (C front end)",
+             "UAR full int8 (features)", "int8=float",
              "ms float (audio)", "ms int8 (audio)", "ms MCU stage k (features)",
              "stage bytes", "TFLM arena"], rows))
   md += "\n## Summary\n\n" + markdown_table(
@@ -271,6 +400,18 @@ def main(argv):
          % (F.runs, F.warmup, latency["front_end_float"],
             latency["front_end_int8_dft"], side["quantization"]["method"],
             identical, xnn_lsb))
+  md += ("\nMicrocontroller from audio: the exported C99 front end "
+         "(`micro/front_end`, %d B of code and tables compiled with -Os on "
+         "this host) differs from the training front end by at most %.1e "
+         "nats and takes %.2f ms a clip here (float32, no SIMD); flash "
+         "(stages + front end) %d B, largest arena %d B. Adaptive (tau %.2f, "
+         "phone int8, audio in, exits run one after another as `nsl-ser "
+         "predict` does): UAR %.1f vs full %.1f, mean %.2f ms vs full %.2f ms; "
+         "exits used %s.\n"
+         % (mcu["front_end_code_bytes"], mcu["max_abs_diff"], mcu["front_end_ms"],
+            summary["mcu_flash_bytes"], summary["mcu_arena_bytes"], F.tau,
+            adapt["uar"], summary["uar_full"], adapt["mean_ms"],
+            summary["latency_full_audio_ms"], adapt["exits"]))
   path = write_results(F.name, summary, details, md,
                        out_dir=F.results_dir or RESULTS_DIR)
   logging.info("wrote %s in %.0f s", path, time.time() - t0)

@@ -60,6 +60,8 @@ flags.DEFINE_string("default_regime", "speaker",
 flags.DEFINE_string("default_model", "tflite_models/default/model.json",
                     "Sidecar of the shipped default model (its size).")
 flags.DEFINE_string("note", "", "How the merged parts were produced.")
+flags.DEFINE_bool("random_crop", False, "Train with random 3 s crops (a "
+                  "recipe variant; rows are tagged '+crop').")
 
 CORPORA = ("ravdess", "emodb")
 MODES = ("independent", "calibrated")
@@ -130,7 +132,8 @@ def run(regimes, names) -> List[dict]:
     for regime in regimes:
       rc = recipe.Recipe(regime=regime)
       rc = dataclasses.replace(rc, train=dataclasses.replace(
-          rc.train, epochs=F.epochs, verbose=2))
+          rc.train, epochs=F.epochs, verbose=2), augment=dataclasses.replace(
+              rc.augment, random_crop=F.random_crop))
       c = source.make_corpus(pool.labels, pool.utts, pool.arrays, split, rc)
       test_corpus = np.array([s.split(":")[0] for s in c.parts["test"].speakers])
       forms = {m: {p: (c.parts[p].features if m == "independent" else
@@ -144,7 +147,8 @@ def run(regimes, names) -> List[dict]:
         t0 = time.time()
         model, hist = recipe.train_student(
             c.train, c.inputs["val"], y["val"], len(pool.labels), r, fe)
-        row = {"setting": name, "regime": regime, "seed": seed,
+        row = {"setting": name + ("+crop" if F.random_crop else ""),
+               "regime": regime, "seed": seed,
                "train_utterances": len(c.train), "test_utterances": len(y["test"]),
                "epochs_run": len(hist["loss"]), "wall_s": time.time() - t0,
                "modes": {m: scores(model, forms[m], y, test_corpus, pool.labels)

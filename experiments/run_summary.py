@@ -73,8 +73,9 @@ def main(argv):
   labels = side["labels"]
   audio, y, _ = export.load_audio(os.path.join(F.work_dirs[0], "records", "emodb"),
                                   labels, splits.get_split("emodb", 0).test)
-  exits = sorted(model.signatures, key=lambda s: int(s.split("_")[-1]))
-  probs = [litert.run_batch(model, e, "audio", audio)[e] for e in exits]
+  by_exit = litert.phone_exits(model, audio)
+  exits = list(by_exit)
+  probs = [by_exit[e] for e in exits]
   per_exit = {e: evaluation.report(y, p, labels)["uar"] for e, p in zip(exits, probs)}
   pred, _ = early_exit.adaptive_predict(probs, 0.8)
   summary = {

@@ -176,8 +176,8 @@ def run_card(cfg: DefaultConfig) -> Dict:
 
 
 def install(tflite_dir: str, dest: str) -> None:
-  """Copies the phone model, its MCU stages, labels, sidecar and card to
-  ``dest`` (a temporary folder, then renamed)."""
+  """Copies the phone model, its MCU stages and C front end, labels,
+  sidecar and card to ``dest`` (a temporary folder, then renamed)."""
   from nsl_ser import export
   tmp = dest.rstrip("/") + ".tmp"
   if os.path.exists(tmp):
@@ -186,7 +186,8 @@ def install(tflite_dir: str, dest: str) -> None:
   side = json.load(open(os.path.join(tflite_dir, "model.json")))
   keep = [f for f in side["files"]
           if f == "model_int8.tflite" or f == "labels.txt"
-          or (f.startswith("micro/") and f.endswith(".tflite"))]
+          or (f.startswith("micro/") and f.endswith(".tflite"))
+          or f.startswith("micro/front_end/")]
   for f in keep + ["README.md"]:
     os.makedirs(os.path.dirname(os.path.join(tmp, f)), exist_ok=True)
     shutil.copy2(os.path.join(tflite_dir, f), os.path.join(tmp, f))

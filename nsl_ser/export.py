@@ -55,6 +55,8 @@ DEVICE_CONTRACT = (
     "normalisation is inside the model (stage 1).")
 
 MICRO_USAGE = (
+    "Compute the int8 features with micro/front_end (nsl_fe_compute, "
+    "nsl_fe_quantize; nsl_fe_set_calibration for a calibrated speaker). "
     "Run stage 1 on the int8 features and read exit_1; to go deeper, copy "
     "stage k's int8 block{k}_act output unchanged into stage k+1's input "
     "(the qparams are identical by construction). arena_bytes is the "
@@ -225,6 +227,110 @@ def convert_phone(model: keras.Model,
   return quantize_front_end(data, front_end) if dft == "matmul" else data
 
 
+class StagedPhoneModule(tf.Module):
+  """The staged phone model: ``front_end`` (audio -> features) runs once
+  per window, ``stage_k`` maps features (k = 1) or ``block{k-1}_act`` to
+  ``exit_k`` and ``block{k}_act`` (the last stage: ``exit_K`` only), and
+  ``full`` (audio -> every exit) is the one-call model. The stages are
+  :func:`nsl_ser.micro.stage_model` of the network, so weights are shared
+  and stopping at exit k costs the front end + blocks 1..k + heads 1..k."""
+
+  def __init__(self, model: keras.Model, front_end: FrontEndConfig,
+               dft: str = "fft"):
+    super().__init__()
+    from nsl_ser import micro
+    self.model = model  # tracks the variables once
+    self.log_mel = LogMel(front_end, dft=dft, name="log_mel")
+    self.stages = [micro.stage_model(model, k)
+                   for k in range(1, len(output_names(model)) + 1)]
+    audio = tf.TensorSpec([1, front_end.clip_samples], tf.float32, name="audio")
+    self.functions = {"front_end": tf.function(self._front_end,
+                                               input_signature=[audio]),
+                      "full": tf.function(self._full, input_signature=[audio])}
+    for k, st in enumerate(self.stages, start=1):
+      spec = tf.TensorSpec([1, *st.input.shape[1:]], tf.float32,
+                           name=st.input.name.split(":")[0])
+      self.functions[f"stage_{k}"] = tf.function(
+          self._stage_fn(k), input_signature=[spec])
+
+  def _features(self, audio):
+    with tf.name_scope(FRONT_END_SCOPE):
+      return self.log_mel(audio)
+
+  def _front_end(self, audio):
+    return {"features": self._features(audio)}
+
+  def _run(self, k: int, x):
+    """{exit_k, block{k}_act (not for the last stage)}."""
+    out = self.stages[k - 1](x, training=False)
+    out = out if isinstance(out, (list, tuple)) else [out]
+    if len(out) == 1:
+      return {f"exit_{k}": out[0]}
+    return {f"block{k}_act": out[0], f"exit_{k}": out[1]}
+
+  def _stage_fn(self, k: int):
+    return lambda x: self._run(k, x)
+
+  def _full(self, audio):
+    x, out = self._features(audio), {}
+    for k in range(1, len(self.stages) + 1):
+      o = self._run(k, x)
+      out[f"exit_{k}"] = o[f"exit_{k}"]
+      x = o.get(f"block{k}_act")
+    return out
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    return {n: f.get_concrete_function() for n, f in self.functions.items()}
+
+  def representative(self, audio: np.ndarray
+                     ) -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
+    """Calibration inputs of every signature from float audio clips."""
+    for a in audio:
+      a = a[None].astype(np.float32)
+      yield "front_end", {"audio": a}
+      yield "full", {"audio": a}
+      x = self._features(tf.constant(a))
+      for k, st in enumerate(self.stages, start=1):
+        yield f"stage_{k}", {st.input.name.split(":")[0]: np.asarray(x)}
+        x = self._run(k, x).get(f"block{k}_act")
+
+
+def convert_staged_phone(model: keras.Model,
+                         front_end: FrontEndConfig = FrontEndConfig(),
+                         representative_audio: Optional[np.ndarray] = None,
+                         dft: str = "fft") -> bytes:
+  """The staged phone model (:class:`StagedPhoneModule`): float, or int8
+  PTQ of the stages (front end float, denylisted as in
+  :func:`convert_phone`) when ``representative_audio`` is given.
+  ``dft="fft"`` (RFFT2D; small) or ``"matmul"`` (int8-weight DFT; faster,
+  about 190 KB more)."""
+  from nsl_ser import models
+  module = StagedPhoneModule(models.with_time_mean_pools(model), front_end, dft)
+  sigs = module.signatures()
+  with tempfile.TemporaryDirectory() as td:
+    tf.saved_model.save(module, td, signatures=sigs)
+    conv = tf.lite.TFLiteConverter.from_saved_model(td, signature_keys=list(sigs))
+    if representative_audio is None:
+      return conv.convert()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: module.representative(
+        representative_audio)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                      tf.lite.OpsSet.TFLITE_BUILTINS]
+    conv._experimental_calibrate_only = True  # pylint: disable=protected-access
+    calibrated = conv.convert()
+  from tensorflow.lite.python import convert as lite_convert
+  deny = frontend_node_names(calibrated)
+  if not deny:
+    raise RuntimeError("front-end ops not found; cannot keep them float")
+  # front_end's LOG writes the signature output (named by the signature,
+  # not the scope): keep every LOG float by op type too
+  data = lite_convert.mlir_quantize(
+      calibrated, denylisted_nodes=deny, denylisted_ops=["LOG"],
+      disable_per_channel_for_dense_layers=not PER_CHANNEL_DENSE)
+  return quantize_front_end(data, front_end) if dft == "matmul" else data
+
+
 def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
   """Weight-only int8 for the front end's DFT FULLY_CONNECTED.
 
@@ -342,23 +448,28 @@ class _Writer:
 def _export_phone(w: _Writer, model: keras.Model, int8_model: keras.Model,
                   front_end: FrontEndConfig, calibration_audio: np.ndarray,
                   int8_dft: str) -> None:
+  """Staged phone models (float and int8) for models with exits, else
+  the one-signature audio model."""
   from nsl_ser import litert
+  staged = len(output_names(model)) > 1
   for kind, rep in (("float", None), ("int8", calibration_audio)):
     dft = "fft" if rep is None else int8_dft
-    data = convert_phone(model if rep is None else int8_model, front_end, rep,
-                         dft)
+    m = model if rep is None else int8_model
+    data = (convert_staged_phone(m, front_end, rep, dft) if staged
+            else convert_phone(m, front_end, rep, dft))
     w.add(f"model_{kind}.tflite", data, target="phone",
           weights="float32" if rep is None else
           "int8; front end float32" + (" except its DFT weights (int8, hybrid)"
                                        if dft == "matmul" else ""),
-          front_end_dft=dft,
+          front_end_dft=dft, layout="staged" if staged else "one signature",
           input="audio", signatures=litert.io_spec(data))
 
 
 def _export_micro(w: _Writer, model: keras.Model, cal_feats: np.ndarray,
-                  qat: bool = False) -> dict:
-  """Stage models, their C arrays and measured TFLM arenas."""
-  from nsl_ser import litert, micro
+                  front_end: FrontEndConfig, qat: bool = False) -> dict:
+  """Stage models, their C arrays, measured TFLM arenas and the C front
+  end that feeds stage 1."""
+  from nsl_ser import litert, micro, micro_front_end
   stages = micro.build_stages(model, cal_feats, pin_boundaries=qat)
   bounds = micro.check_boundaries(stages)
   assert all(b["equal"] for b in bounds), bounds
@@ -376,7 +487,12 @@ def _export_micro(w: _Writer, model: keras.Model, cal_feats: np.ndarray,
     w.add(f"micro/stage_{k}/model_data.cc", cc.encode())
     w.add(f"micro/stage_{k}/model_data.h", h.encode())
     x = out.get(f"block{k}_act")
+  qp = micro.stage_input_qparams(stages[0])
+  for name, text in micro_front_end.sources(front_end, qp.scale,
+                                            qp.zero_point).items():
+    w.add(f"micro/front_end/{name}", text.encode(), target="mcu")
   return {"stages": len(stages), "boundaries": bounds, "arena_bytes": arenas,
+          "front_end": "micro/front_end (C99: nsl_ser.micro_front_end)",
           "usage": MICRO_USAGE}
 
 
@@ -461,7 +577,7 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   w = _Writer(out_dir)
   q = model if qat_model is None else qat_model
   _export_phone(w, model, q, front_end, calibration_audio, int8_dft)
-  micro_info = (_export_micro(w, q, cal_feats, qat_model is not None)
+  micro_info = (_export_micro(w, q, cal_feats, front_end, qat_model is not None)
                 if micro else None)
   if edgetpu:
     _export_edgetpu(w, q, cal_feats)

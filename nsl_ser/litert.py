@@ -300,7 +300,9 @@ class Model:
           **inputs: np.ndarray) -> Dict[str, np.ndarray]:
     """Runs one signature; outputs by name (dequantised unless ``raw``)."""
     key = self._key(signature)
-    y = self._runners[key](**self.feed(key, inputs))
+    # copies: the signatures of one interpreter share its tensor arena, so
+    # an output may be overwritten by the next signature's run
+    y = {n: np.array(v) for n, v in self._runners[key](**self.feed(key, inputs)).items()}
     if raw:
       return y
     qp = {t.name: t.qparams for t in self.outputs(key)}
@@ -344,3 +346,27 @@ def run_batch(model: Model, signature: Optional[str], name: str,
       outs.setdefault(k, []).append(v[0])
   return {k: np.stack(v) for k, v in outs.items()}
 
+
+def is_staged(model: Model) -> bool:
+  """A staged phone model (``front_end``, ``stage_k``, ``full``)?"""
+  return "front_end" in model.signatures and "full" in model.signatures
+
+
+def exit_signatures(model: Model) -> List[str]:
+  """``exit_1`` ... ``exit_K``: the exits a phone model offers."""
+  if is_staged(model):
+    names = [t.name for t in model.outputs("full")]
+  else:
+    names = list(model.signatures)
+  return sorted((n for n in names if n.startswith("exit_")),
+                key=lambda n: int(n.split("_")[1]))
+
+
+def phone_exits(model: Model, audio: np.ndarray) -> Dict[str, np.ndarray]:
+  """{exit: probabilities [N, classes]} of a phone model (staged: its
+  ``full`` signature; older models: one signature per exit) on clips
+  [N, clip_samples]."""
+  if is_staged(model):
+    return run_batch(model, "full", "audio", audio)
+  return {e: run_batch(model, e, "audio", audio)[e]
+          for e in exit_signatures(model)}

@@ -49,13 +49,15 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       f"- **Phone model** `model_int8.tflite`: {files['model_int8.tflite']['bytes']:,} "
       "bytes; 16 kHz mono float audio in ("
       f"{side['front_end']['clip_samples']} samples = "
-      f"{side['front_end']['clip_samples'] / side['front_end']['sample_rate']:.0f} s), "
-      "one signature per exit.",
-      f"- **Feature-input stages** `micro/stage_k_int8.tflite`: "
-      f"{sum(v['bytes'] for v in micro.values()):,} bytes in all, arena "
-      f"{max(side.get('micro', {}).get('arena_bytes', [0])):,} bytes "
-      "(largest stage): stage k runs block k and exit k, so stopping early "
-      "stops computing. `predict --calibrate` runs these.",
+      f"{side['front_end']['clip_samples'] / side['front_end']['sample_rate']:.0f} s). "
+      "Staged: `front_end` (audio -> log-Mel) once per window, then "
+      "`stage_1` ... `stage_K` (each returns its exit and the activations "
+      "the next stage takes), or `full` (audio -> every exit) in one call.",
+      f"- **Microcontroller**: int8 stages `micro/stage_k_int8.tflite` "
+      f"({sum(v['bytes'] for v in micro.values()):,} bytes in all, largest "
+      f"arena {max(side.get('micro', {}).get('arena_bytes', [0])):,} bytes) "
+      "and the front end in C99 (`micro/front_end/`), which computes the "
+      "training features within 2e-3 nats.",
       "- Trained by `nsl-ser train-default` (the default recipe of "
       "`nsl_ser/recipe.py`: speed perturbation 0.9/1.0/1.1, cosine learning "
       "rate, mean of the last 10 epochs' weights, self-distilled exits), "
@@ -141,7 +143,8 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       "--out=speaker.json`, or on a device the running update below), map "
       "each log-Mel frame `x` to `x * scale + shift` with `scale = "
       "sqrt(ref_var / spk_var)`, `shift = ref_mean - spk_mean * scale`, and "
-      "feed the stages. `nsl-ser predict --calibrate=DIR|self` does this.",
+      "feed them to `stage_1` (phone) or through `nsl_fe_set_calibration` "
+      "(microcontroller). `nsl-ser predict --calibrate=DIR|self` does this.",
       "",
       "The running update per clip (Chan et al.), `count`, `mean[b]`, "
       "`m2[b]` kept: `n = count + n_c; d = mean_c - mean; mean += d * n_c / n; "

@@ -98,77 +98,60 @@ def _temperature(side: dict) -> Dict[str, float]:
   return dict(side.get("temperature", {}).get("per_exit", {}))
 
 
-def _exit_order(names: Sequence[str]) -> List[str]:
-  return sorted(names, key=lambda s: int(s.split("_")[-1]) if s[-1].isdigit() else 0)
-
-
 class TFLitePredictor(Predictor):
-  """A phone model (audio input, one signature per exit) run with LiteRT."""
+  """A phone model run with LiteRT. A staged model (``front_end``,
+  ``stage_1`` ... ``stage_K``) computes the front end once per window and
+  stage k only when exit k-1 was not confident; ``speaker`` statistics then
+  calibrate the features between the two (:func:`normalization.affine`
+  onto the sidecar's reference). Older models have one audio-in signature
+  per exit."""
 
-  def __init__(self, path: str):
+  def __init__(self, path: str,
+               speaker: Optional[normalization.BandStats] = None):
     from nsl_ser import litert
     self.model = litert.Model.from_file(path)
-    side, _ = _sidecar(path)
-    self.labels = _labels(path, side)
-    self.front_end = FrontEndConfig.from_dict(side.get("front_end", {}))
-    self.temperature = _temperature(side)
-    self.exits = _exit_order(self.model.signatures)
-    self._input = self.model.inputs(self.exits[0])[0].name
-
-  def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
-    out = self.model.run(name, **{self._input: window[None].astype(np.float32)})
-    return np.asarray(out[name] if name in out else next(iter(out.values())))[0]
-
-
-class StagePredictor(Predictor):
-  """A speaker-calibrated model: the int8 feature-input stages exported
-  beside a phone model (``micro/stage_k_int8.tflite``, run with LiteRT), fed
-  host log-Mel features mapped onto the model's reference statistics with
-  the speaker's own (:func:`nsl_ser.normalization.calibrate`). Stage k runs
-  only when exit k-1 was not confident enough."""
-
-  def __init__(self, path: str, speaker: normalization.BandStats):
-    from nsl_ser import litert
     side, side_path = _sidecar(path)
-    if not side_path:
-      raise litert.ModelError(path, "no model.json beside it: speaker "
-                              "calibration needs the sidecar")
-    ref = side.get("normalization", {}).get("reference")
-    if ref is None:
-      raise litert.ModelError(side_path, "no reference statistics "
-                              "(normalization.reference): the model predates "
-                              "speaker calibration; export it again")
-    stages = sorted((f for f in side.get("files", {})
-                     if f.startswith("micro/stage_") and f.endswith(".tflite")),
-                    key=lambda f: int(f.split("_")[1]))
-    if not stages:
-      raise litert.ModelError(side_path, "no feature-input stages "
-                              "(micro/stage_k_int8.tflite) to calibrate")
-    root = os.path.dirname(side_path)
-    self.stages = [litert.Model.from_file(os.path.join(root, f)) for f in stages]
     self.labels = _labels(path, side)
     self.front_end = FrontEndConfig.from_dict(side.get("front_end", {}))
     self.temperature = _temperature(side)
-    self.exits = [f"exit_{k}" for k in range(1, len(self.stages) + 1)]
-    self.scale, self.shift = normalization.affine(
-        speaker, normalization.BandStats.from_dict(ref))
-    self._qin = self.stages[0].inputs()[0].qparams
+    self.staged = litert.is_staged(self.model)
+    self.exits = litert.exit_signatures(self.model)
+    self.calibration = None
+    if speaker is not None:
+      if not self.staged:
+        raise litert.ModelError(path, "speaker calibration needs a staged "
+                                "phone model (front_end + stage signatures); "
+                                "export it again")
+      ref = side.get("normalization", {}).get("reference")
+      if ref is None:
+        raise litert.ModelError(side_path or path, "no reference statistics "
+                                "(model.json normalization.reference) to "
+                                "calibrate onto; export it again")
+      self.calibration = normalization.affine(
+          speaker, normalization.BandStats.from_dict(ref))
+    if not self.staged:
+      self._input = self.model.inputs(self.exits[0])[0].name
 
   def start(self, window: np.ndarray) -> None:
-    from nsl_ser.features import log_mel_numpy
-    feats = log_mel_numpy(window, self.front_end) * self.scale + self.shift
-    self._x = self._qin.quantize(feats[None].astype(np.float32))
-    self._done: Dict[str, np.ndarray] = {}
+    if not self.staged:
+      return
+    x = self.model.run("front_end", audio=window[None].astype(np.float32))["features"]
+    if self.calibration is not None:
+      scale, shift = self.calibration
+      x = (x * scale + shift).astype(np.float32)
+    self._x, self._done = x, {}
 
   def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
+    if not self.staged:
+      out = self.model.run(name, **{self._input: window[None].astype(np.float32)})
+      return np.asarray(out[name] if name in out else next(iter(out.values())))[0]
     k = int(name.split("_")[1])
-    while len(self._done) < k:  # stage j's int8 activations feed stage j+1
+    while len(self._done) < k:  # stage j's activations feed stage j+1
       j = len(self._done) + 1
-      st = self.stages[j - 1]
-      raw = st.run(None, raw=True, **{st.inputs()[0].name: self._x})
-      qp = {t.name: t.qparams for t in st.outputs()}
-      self._done[f"exit_{j}"] = qp[f"exit_{j}"].dequantize(raw[f"exit_{j}"])[0]
-      self._x = raw.get(f"block{j}_act")
+      sig = f"stage_{j}"
+      out = self.model.run(sig, **{self.model.inputs(sig)[0].name: self._x})
+      self._done[f"exit_{j}"] = np.asarray(out[f"exit_{j}"])[0]
+      self._x = out.get(f"block{j}_act")
     return self._done[name]
 
 
@@ -196,10 +179,10 @@ class KerasPredictor(Predictor):
 
 def load_predictor(path: str, labels: Optional[Sequence[str]] = None,
                    speaker: Optional[normalization.BandStats] = None) -> Predictor:
-  """A predictor for a phone ``.tflite`` (``speaker``: its calibrated
-  stages instead) or a Keras model (labels.txt beside it)."""
+  """A predictor for a phone ``.tflite`` (``speaker``: calibrated to that
+  speaker) or a Keras model (labels.txt beside it)."""
   if path.endswith(".tflite"):
-    return TFLitePredictor(path) if speaker is None else StagePredictor(path, speaker)
+    return TFLitePredictor(path, speaker)
   if speaker is not None:
     raise ValueError(f"{path}: speaker calibration needs an exported model "
                      "(.tflite with its model.json)")

@@ -150,8 +150,9 @@ def run_evaluate(cfg: RunConfig) -> Dict:
   if cfg.quick:
     audio, y = audio[::3], y[::3]
   model = litert.Model.from_file(cfg.path("tflite", "model_int8.tflite"))
-  exits = sorted(model.signatures, key=lambda s: int(s.split("_")[-1]))
-  probs = [litert.run_batch(model, e, "audio", audio)[e] for e in exits]
+  by_exit = litert.phone_exits(model, audio)
+  exits = list(by_exit)
+  probs = [by_exit[e] for e in exits]
   per_exit = {e: evaluation.report(y, p, labels) for e, p in zip(exits, probs)}
   side = json.load(open(cfg.path("tflite", "model.json")))
   cost = [side["exit_macs"][e] for e in exits]

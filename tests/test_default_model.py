@@ -46,8 +46,11 @@ def test_installed_model_has_card_stages_and_contract(installed):
                             "disgust"]
   assert sorted(os.listdir(dest)) == ["LICENCE.md", "README.md", "labels.txt",
                                       "micro", "model.json", "model_int8.tflite"]
-  assert set(side["files"]) == {"model_int8.tflite", "labels.txt",
-                                *(f"micro/stage_{k}_int8.tflite" for k in range(1, 5))}
+  assert set(side["files"]) == {
+      "model_int8.tflite", "labels.txt",
+      *(f"micro/stage_{k}_int8.tflite" for k in range(1, 5)),
+      *(f"micro/front_end/{f}" for f in ("front_end.h", "front_end.c",
+                                         "front_end_tables.c"))}
   ref = side["normalization"]["reference"]
   assert len(ref["mean"]) == 40 and min(ref["var"]) > 0
   assert side["normalization"]["regime"] == "speaker"

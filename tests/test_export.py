@@ -126,39 +126,78 @@ def test_every_tflite_loads_and_runs(out, emodb):
       assert mm.run(np.zeros(mm.inputs[0].shape, np.int8), raw=True)
 
 
-def test_phone_models_one_signature_per_exit(out, student, emodb):
+STAGED = ["front_end", "full"] + [f"stage_{k}" for k in range(1, 5)]
+
+
+def test_phone_models_are_staged(out, student, emodb):
+  """front_end once, stage k on stage k-1's activations, and a one-call
+  full model; the chain gives what full gives, and full what Keras gives."""
   m, _ = student
   ref = models.with_front_end(export.exits_model(m)).predict(
       emodb["test_audio"][:4], verbose=0)
   for kind in ("float", "int8"):
     pm = litert.Model.from_file(os.path.join(out, f"model_{kind}.tflite"))
-    assert pm.signatures == EXITS
+    assert sorted(pm.signatures) == STAGED and litert.is_staged(pm)
+    assert [(t.name, t.shape, t.dtype) for t in pm.inputs("front_end")] == [
+        ("audio", (1, 48000), "float32")]
+    assert [t.name for t in pm.outputs("front_end")] == ["features"]
+    assert [t.name for t in pm.inputs("stage_2")] == ["block1_act"]
+    assert sorted(t.name for t in pm.outputs("stage_1")) == ["block1_act", "exit_1"]
+    assert [t.name for t in pm.outputs("stage_4")] == ["exit_4"]
+    full = litert.phone_exits(pm, emodb["test_audio"][:4])
+    assert list(full) == EXITS
     for k, e in enumerate(EXITS):
-      (inp,) = pm.inputs(e)
-      assert (inp.name, inp.shape, inp.dtype) == ("audio", (1, 48000), "float32")
-      assert [t.name for t in pm.outputs(e)] == [e]
-      got = litert.run_batch(pm, e, "audio", emodb["test_audio"][:4])[e]
-      err = np.abs(got - ref[k])
+      err = np.abs(full[e] - ref[k])
       if kind == "float":
         assert err.max() < 1e-4, (kind, e, err.max())
       else:  # see test_int8_agrees_with_float_on_real_clips
         assert err.mean() < 0.06 and err.max() < 0.35, (kind, e, err.mean(), err.max())
+    x = pm.run("front_end", audio=emodb["test_audio"][:1])["features"]
+    if kind == "float":  # int8: hybrid DFT, low-energy bins are coarse
+      np.testing.assert_allclose(x[0], emodb["test_feats"][0], atol=1e-4)
+    for k, e in enumerate(EXITS, start=1):
+      o = pm.run(f"stage_{k}", **{pm.inputs(f"stage_{k}")[0].name: x})
+      np.testing.assert_allclose(o[e][0], full[e][0], atol=0.02)
+      x = o.get(f"block{k}_act")
   # float: the exact RFFT front end. int8: the DFT is a FULLY_CONNECTED with
   # int8 weights and float in/out (hybrid); framing, Mel and log stay float
-  # and QUANTIZE sits right before the CNN.
-  ops = litert.op_names(open(os.path.join(out, "model_float.tflite"), "rb").read())[0]
-  assert "RFFT2D" in ops
+  # and QUANTIZE opens stage 1.
+  data = open(os.path.join(out, "model_float.tflite"), "rb").read()
+  assert "RFFT2D" in litert.op_names(data)[_subgraph(data, "front_end")]
   data = open(os.path.join(out, "model_int8.tflite"), "rb").read()
-  ops = litert.op_names(data)[0]
-  assert "RFFT2D" not in ops and ops[ops.index("LOG") + 1] == "QUANTIZE"
+  fe_i = _subgraph(data, "front_end")
+  ops = litert.op_names(data)[fe_i]
+  assert "RFFT2D" not in ops and ops[-1] == "LOG"
+  assert litert.op_names(data)[_subgraph(data, "stage_1")][0] == "QUANTIZE"
   m = litert.model_t(data)
-  sg = m.subgraphs[0]
+  sg = m.subgraphs[fe_i]
   dft = sg.operators[ops.index("FULLY_CONNECTED")]
   x, w = (sg.tensors[i] for i in dft.inputs[:2])
   out_t = sg.tensors[dft.outputs[0]]
   assert litert.TYPE_NAMES[w.type] == "int8" and len(w.quantization.scale) == w.shape[0]
   assert litert.TYPE_NAMES[x.type] == litert.TYPE_NAMES[out_t.type] == "float32"
   assert dft.builtinOptions.asymmetricQuantizeInputs
+
+
+def test_calibration_needs_a_staged_phone_model(student, tmp_path):
+  """An older one-signature-per-exit phone model still predicts, but
+  cannot be calibrated to a speaker: a clear error naming the file."""
+  from nsl_ser import normalization, predict
+  path = str(tmp_path / "model_int8.tflite")
+  with open(path, "wb") as f:
+    f.write(export.convert_phone(student[0]))
+  with open(tmp_path / "labels.txt", "w") as f:
+    f.write("\n".join("abcdefg"))
+  p = predict.load_predictor(path)
+  assert not p.staged and p.exits == EXITS
+  spk = normalization.BandStats(10, np.zeros(40), np.ones(40) * 10)
+  with pytest.raises(ModelError, match=r"model_int8.tflite.*staged"):
+    predict.load_predictor(path, speaker=spk)
+
+
+def _subgraph(data: bytes, name: str) -> int:
+  m = litert.model_t(data)
+  return [sg.name.decode() for sg in m.subgraphs].index(name)
 
 
 # int8 vs float probabilities of the same phone model (all 107 test clips).
@@ -175,9 +214,9 @@ def test_int8_agrees_with_float_on_real_clips(out, emodb):
             for k in ("float", "int8"))
   a = emodb["test_audio"]
   stats = {}
+  fa, qa = litert.phone_exits(pf, a), litert.phone_exits(pq, a)
   for e in EXITS:
-    f = litert.run_batch(pf, e, "audio", a)[e]
-    q = litert.run_batch(pq, e, "audio", a)[e]
+    f, q = fa[e], qa[e]
     top2 = np.sort(f, axis=1)[:, -2:]
     sure = top2[:, 1] - top2[:, 0] > MARGIN
     err = np.abs(f - q)
@@ -252,6 +291,59 @@ def test_c_arrays_hold_the_stage_bytes(out):
     assert f"extern const unsigned char g_stage_{k}_model[];" in h
 
 
+# Max |C - training front end| in log-Mel nats (float32 FFT vs
+# TensorFlow's; measured 7.5e-4 over the 107 fold-0 test clips, 1e-4 on
+# most clips; experiments/results/export.json).
+C_FRONT_END_TOLERANCE = 2e-3
+
+
+@pytest.fixture(scope="module")
+def c_front_end(out, tmp_path_factory):
+  from nsl_ser import micro_front_end
+  lib = str(tmp_path_factory.mktemp("cfe") / "libfront_end.so")
+  micro_front_end.build_library(os.path.join(out, "micro", "front_end"), lib)
+  return micro_front_end.CFrontEnd(lib)
+
+
+def test_c_front_end_matches_the_training_front_end(out, emodb, c_front_end):
+  """The exported C99 front end, built with the system compiler, computes
+  the training features (every fold-0 test clip) within the tolerance,
+  applies a speaker calibration, and quantises exactly as stage 1 expects."""
+  side = _side(out)
+  for name in ("front_end.h", "front_end.c", "front_end_tables.c"):
+    assert f"micro/front_end/{name}" in side["files"]
+  feats = np.stack([c_front_end.features(a) for a in emodb["test_audio"]])
+  diff = np.abs(feats - emodb["test_feats"])
+  assert diff.max() < C_FRONT_END_TOLERANCE, diff.max()
+  rng = np.random.default_rng(0)
+  scale, shift = rng.uniform(0.5, 2, 40), rng.normal(0, 1, 40)
+  c_front_end.set_calibration(scale, shift)
+  try:
+    cal = c_front_end.features(emodb["test_audio"][0])
+  finally:
+    c_front_end.set_calibration(None, None)
+  np.testing.assert_allclose(cal, feats[0] * scale + shift, atol=1e-4)
+  q = micro.stage_input_qparams(_stages(out)[0].data)
+  np.testing.assert_array_equal(c_front_end.quantize(feats), q.quantize(feats))
+
+
+def test_mcu_chain_from_audio(out, emodb, c_front_end):
+  """Audio -> C front end -> TFLite Micro stages -> exits gives what the
+  same stages give on the training front end's features."""
+  tflm = _stages(out, micro.MicroModel.from_file)
+  outq = micro.stage_output_qparams(tflm[-1].data, "exit_4")
+  q = tflm[0].inputs[0].qparams
+  c, ref = [], []
+  for a, f in zip(emodb["test_audio"], emodb["test_feats"]):
+    xc = c_front_end.quantize(c_front_end.features(a))[None]
+    c.append(outq.dequantize(micro.run_chain(tflm, xc)["exit_4"])[0])
+    ref.append(outq.dequantize(micro.run_chain(tflm, q.quantize(f[None]))["exit_4"])[0])
+  c, ref = np.stack(c), np.stack(ref)
+  assert np.mean(c.argmax(1) == ref.argmax(1)) >= 0.98
+  # features within 1e-4 nats can still round to a neighbouring int8 step
+  assert np.abs(c - ref).mean() <= outq.scale and np.abs(c - ref).max() <= 0.05
+
+
 def _tiny_int8(extra: keras.layers.Layer) -> bytes:
   inp = keras.Input((8,), name="x")
   h = extra(keras.layers.Dense(8, name="d1")(inp))
@@ -308,7 +400,7 @@ def test_corrupt_truncated_and_mismatched_models_raise(out, tmp_path):
   d = tmp_path / "copy"
   shutil.copytree(out, d)
   side = json.load(open(d / "model.json"))
-  sig = side["files"]["model_int8.tflite"]["signatures"]["exit_1"]
+  sig = side["files"]["model_int8.tflite"]["signatures"]["front_end"]
   sig["inputs"]["audio"]["shape"] = [1, 32000]
   json.dump(side, open(d / "model.json", "w"))
   with pytest.raises(ModelError, match=r"model_int8.tflite.*shape \[1, 48000\]"):
@@ -319,6 +411,14 @@ def test_corrupt_truncated_and_mismatched_models_raise(out, tmp_path):
   (d / "micro/stage_2_int8.tflite").write_bytes(bytes(blob))
   with pytest.raises(ModelError, match="sha256"):
     micro.MicroModel.from_file(str(d / "micro/stage_2_int8.tflite"))
+  from nsl_ser import micro_front_end  # the C front end: same checks
+  tables = d / "micro/front_end/front_end_tables.c"
+  tables.write_text(tables.read_text().replace("0.5", "0.6", 1))
+  with pytest.raises(ModelError, match=r"front_end_tables.c.*sha256"):
+    micro_front_end.build_library(str(d / "micro/front_end"), str(tmp_path / "x.so"))
+  (d / "micro/front_end/front_end.h").unlink()
+  with pytest.raises(ModelError, match=r"front_end.h.*missing"):
+    micro_front_end.build_library(str(d / "micro/front_end"), str(tmp_path / "x.so"))
 
 
 def test_feature_model_converters_and_qparams(student, emodb):

@@ -211,10 +211,10 @@ def test_qat_export_runs_on_every_target(tuned, student, emodb, records_dir,
   pq = litert.Model.from_file(f"{out}/model_int8.tflite")
   ref = export.exits_model(student).predict(export.features_of(test_audio[:4]),
                                             verbose=0)
-  got = litert.run_batch(pf, "exit_4", "audio", test_audio[:4])["exit_4"]
+  got = litert.phone_exits(pf, test_audio[:4])["exit_4"]
   assert np.abs(got - ref[-1]).max() < 1e-4
   qk = qat.predict_exits(tuned["model"], export.features_of(test_audio))
-  q = litert.run_batch(pq, "exit_4", "audio", test_audio)["exit_4"]
+  q = litert.phone_exits(pq, test_audio)["exit_4"]
   assert np.mean(q.argmax(1) == qk[-1].argmax(1)) >= 0.9
   # MCU stages: one int8 buffer passes each boundary; TFLM = reference
   paths = [f"{out}/micro/stage_{k}_int8.tflite" for k in range(1, 5)]

@@ -132,13 +132,16 @@ def normalization_spec(regime: str, reference: dict) -> dict:
   from nsl_ser import normalization
   return {"regime": regime, "reference": reference,
           "contract": (
-              "Uncalibrated: feed audio (phone) or raw log-Mel (stages). "
-              "Calibrated: keep the speaker's per-band log-Mel statistics "
-              "(count, mean, m2 over all frames of its clips; Chan's "
-              "update per clip) and feed x * scale + shift per band, with "
+              "Uncalibrated: feed audio (phone: full, or front_end then "
+              "the stages) or raw log-Mel (MCU stages). Calibrated: keep "
+              "the speaker's per-band log-Mel statistics (count, mean, m2 "
+              "over the speech frames of its clips, "
+              "nsl_ser.normalization.speech_frames; Chan's update per clip) "
+              "and map the features to x * scale + shift per band, with "
               "scale = sqrt(ref_var / spk_var), shift = ref_mean - spk_mean "
-              "* scale (variances floored at %g), to the feature-input "
-              "stages (micro/stage_1_int8.tflite)." % normalization.VAR_FLOOR)}
+              "* scale (variances floored at %g), before stage_1 (phone: "
+              "between front_end and stage_1; MCU: nsl_fe_set_calibration)."
+              % normalization.VAR_FLOOR)}
 
 
 def run_export(cfg: DefaultConfig) -> Dict:

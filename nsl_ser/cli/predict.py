@@ -17,8 +17,8 @@ also naming the file, and a list of skipped files with reasons.
 Speaker calibration: ``--calibrate=PATH[,PATH]`` (that speaker's clips or
 folders, no labels) or ``--calibrate=self`` (the files being predicted,
 as one speaker) or ``--calibration=speaker.json`` (``nsl-ser calibrate``)
-maps the speaker's features onto the model's reference statistics and runs
-the model's feature-input int8 stages instead of the phone model.
+maps the speaker's features onto the model's reference statistics between
+the staged phone model's front end and its first stage.
 """
 from __future__ import annotations
 

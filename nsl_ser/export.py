@@ -302,8 +302,9 @@ def convert_staged_phone(model: keras.Model,
   """The staged phone model (:class:`StagedPhoneModule`): float, or int8
   PTQ of the stages (front end float, denylisted as in
   :func:`convert_phone`) when ``representative_audio`` is given.
-  ``dft="fft"`` (RFFT2D; small) or ``"matmul"`` (int8-weight DFT; faster,
-  about 190 KB more)."""
+  ``dft="fft"`` (RFFT2D, its Mel weights float16 in the int8 model:
+  :func:`half_front_end_weights`; about 149 KB in all) or ``"matmul"``
+  (int8-weight DFT; about 3x faster front end, about 260 KB more)."""
   from nsl_ser import models
   module = StagedPhoneModule(models.with_time_mean_pools(model), front_end, dft)
   sigs = module.signatures()
@@ -328,7 +329,9 @@ def convert_staged_phone(model: keras.Model,
   data = lite_convert.mlir_quantize(
       calibrated, denylisted_nodes=deny, denylisted_ops=["LOG"],
       disable_per_channel_for_dense_layers=not PER_CHANNEL_DENSE)
-  return quantize_front_end(data, front_end) if dft == "matmul" else data
+  if dft == "matmul":
+    return quantize_front_end(data, front_end)
+  return half_front_end_weights(data)
 
 
 def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
@@ -367,6 +370,66 @@ def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
       op.builtinOptions.asymmetricQuantizeInputs = True
   if not scales:
     raise RuntimeError(f"no float DFT FULLY_CONNECTED with weights {shape}")
+  return litert.pack(m)
+
+
+def half_front_end_weights(data: bytes, min_elements: int = 4096) -> bytes:
+  """Stores the front end's large float32 FULLY_CONNECTED weights (the
+  Mel matrix of the RFFT front end) as float16, with a DEQUANTIZE to
+  float32 in front of the op (the form TFLite's float16 quantisation
+  emits; XNNPACK folds it). Halves their flash; relative weight error
+  below 5e-4. Every signature's copy shares one float16 buffer."""
+  from nsl_ser import litert
+  schema = litert.schema
+  m = litert.model_t(data)
+  deq = next((i for i, c in enumerate(m.operatorCodes)
+              if max(c.builtinCode, c.deprecatedBuiltinCode)
+              == schema.BuiltinOperator.DEQUANTIZE), None)
+  if deq is None:
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
+    code.version = 3
+    m.operatorCodes.append(code)
+    deq = len(m.operatorCodes) - 1
+  halves: Dict[int, int] = {}  # float32 buffer -> float16 buffer
+  changed = 0
+  for sg in m.subgraphs:
+    ops = []
+    for op in sg.operators or []:
+      w = (sg.tensors[op.inputs[1]]
+           if litert.op_name(m, op.opcodeIndex) == "FULLY_CONNECTED" else None)
+      buf = m.buffers[w.buffer] if w is not None else None
+      if (w is None or w.type != schema.TensorType.FLOAT32 or buf.data is None
+          or len(buf.data) < 4 * min_elements
+          or not any(FRONT_END_SCOPE in part
+                     for part in w.name.decode().split(";"))):
+        ops.append(op)
+        continue
+      if w.buffer not in halves:
+        x = np.frombuffer(bytes(buf.data), np.float32).astype(np.float16)
+        nb = schema.BufferT()
+        nb.data = np.frombuffer(x.tobytes(), np.uint8)
+        m.buffers.append(nb)
+        halves[w.buffer] = len(m.buffers) - 1
+      h = schema.TensorT()
+      h.shape, h.type, h.buffer = list(w.shape), schema.TensorType.FLOAT16, halves[w.buffer]
+      h.name = w.name + b"_fp16"
+      f = schema.TensorT()
+      f.shape, f.type, f.buffer = list(w.shape), schema.TensorType.FLOAT32, 0
+      f.name = w.name + b"_fp32"
+      sg.tensors += [h, f]
+      d = schema.OperatorT()
+      d.opcodeIndex = deq
+      d.inputs, d.outputs = [len(sg.tensors) - 2], [len(sg.tensors) - 1]
+      ops += [d, op]
+      op.inputs = list(op.inputs)
+      op.inputs[1] = len(sg.tensors) - 1
+      changed += 1
+    sg.operators = ops
+  for b in halves:  # the float32 copies are no longer read
+    m.buffers[b].data = None
+  if not changed:
+    raise RuntimeError("no large float front-end FULLY_CONNECTED weights")
   return litert.pack(m)
 
 
@@ -459,8 +522,9 @@ def _export_phone(w: _Writer, model: keras.Model, int8_model: keras.Model,
             else convert_phone(m, front_end, rep, dft))
     w.add(f"model_{kind}.tflite", data, target="phone",
           weights="float32" if rep is None else
-          "int8; front end float32" + (" except its DFT weights (int8, hybrid)"
-                                       if dft == "matmul" else ""),
+          "int8; front end float32" + (
+              " except its DFT weights (int8, hybrid)" if dft == "matmul"
+              else " except its Mel weights (float16)" if staged else ""),
           front_end_dft=dft, layout="staged" if staged else "one signature",
           input="audio", signatures=litert.io_spec(data))
 
@@ -555,8 +619,9 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
 
   ``calibration_audio``: training-speaker clips [N, clip_samples] used for
   every post-training quantisation (features are computed from them).
-  ``int8_dft``: the int8 phone model's DFT ("matmul": fast, int8 weights;
-  "fft": RFFT2D, about 240 KB smaller, 3x slower front end).
+  ``int8_dft``: the int8 phone model's DFT ("matmul", the default:
+  int8-weight DFT matmul, front end about 3.5x faster than RFFT2D; "fft":
+  RFFT2D with float16 Mel weights, about 260 KB smaller, under 150 KB).
   ``qat_model`` (:mod:`nsl_ser.qat`): the int8 models are converted from it
   instead of post-training quantising ``model`` (the float phone model,
   MACs and parameters still come from ``model``); ``quantization``: how the

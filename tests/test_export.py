@@ -159,9 +159,9 @@ def test_phone_models_are_staged(out, student, emodb):
       o = pm.run(f"stage_{k}", **{pm.inputs(f"stage_{k}")[0].name: x})
       np.testing.assert_allclose(o[e][0], full[e][0], atol=0.02)
       x = o.get(f"block{k}_act")
-  # float: the exact RFFT front end. int8: the DFT is a FULLY_CONNECTED with
-  # int8 weights and float in/out (hybrid); framing, Mel and log stay float
-  # and QUANTIZE opens stage 1.
+  # float: the exact RFFT front end. int8 (default --int8_dft=matmul): the
+  # DFT is a FULLY_CONNECTED with int8 weights and float in/out (hybrid);
+  # framing, Mel and log stay float and QUANTIZE opens stage 1.
   data = open(os.path.join(out, "model_float.tflite"), "rb").read()
   assert "RFFT2D" in litert.op_names(data)[_subgraph(data, "front_end")]
   data = open(os.path.join(out, "model_int8.tflite"), "rb").read()
@@ -177,6 +177,30 @@ def test_phone_models_are_staged(out, student, emodb):
   assert litert.TYPE_NAMES[w.type] == "int8" and len(w.quantization.scale) == w.shape[0]
   assert litert.TYPE_NAMES[x.type] == litert.TYPE_NAMES[out_t.type] == "float32"
   assert dft.builtinOptions.asymmetricQuantizeInputs
+
+
+def test_small_rfft_phone_model(student, emodb):
+  """--int8_dft=fft: RFFT front end whose Mel weights are float16
+  (DEQUANTIZE -> FULLY_CONNECTED), the whole staged model under 150 KB,
+  the same exits as the float model within int8 noise."""
+  cal = emodb["test_audio"][::8]
+  data = export.convert_staged_phone(student[0], representative_audio=cal,
+                                     dft="fft")
+  assert len(data) <= 150_000
+  fe_i = _subgraph(data, "front_end")
+  ops = litert.op_names(data)[fe_i]
+  assert "RFFT2D" in ops and ops[-1] == "LOG"
+  assert ops[ops.index("FULLY_CONNECTED") - 1] == "DEQUANTIZE"
+  sg = litert.model_t(data).subgraphs[fe_i]
+  deq = sg.operators[ops.index("DEQUANTIZE")]
+  assert litert.TYPE_NAMES[sg.tensors[deq.inputs[0]].type] == "float16"
+  assert sg.operators[ops.index("FULLY_CONNECTED")].inputs[1] == deq.outputs[0]
+  pm = litert.Model(data)
+  feats = pm.run("front_end", audio=emodb["test_audio"][:1])["features"]
+  assert np.abs(feats[0] - emodb["test_feats"][0]).max() < 2e-3  # float16 Mel
+  ref = export.exits_model(student[0]).predict(emodb["test_feats"][:8], verbose=0)
+  got = litert.phone_exits(pm, emodb["test_audio"][:8])
+  assert np.abs(got["exit_4"] - ref[-1]).mean() < 0.06
 
 
 def test_calibration_needs_a_staged_phone_model(student, tmp_path):

@@ -103,13 +103,6 @@ def stats_of(clips: Iterable[np.ndarray]) -> BandStats:
   return BandStats.of(np.concatenate([speech_frames(c) for c in clips], axis=0))
 
 
-def standardize(features: np.ndarray, mean: np.ndarray, var: np.ndarray
-                ) -> np.ndarray:
-  """(features - mean) / sqrt(max(var, floor)), per band (last axis)."""
-  scale = 1.0 / np.sqrt(np.maximum(np.asarray(var, np.float64), VAR_FLOOR))
-  return ((features - mean) * scale).astype(np.float32)
-
-
 def affine(speaker: BandStats, reference: BandStats):
   """(scale, shift) per band with ``calibrate(x) = x * scale + shift``: what
   a device applies between its front end and the model."""

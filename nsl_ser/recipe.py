@@ -46,9 +46,9 @@ def pad_value(front_end: FrontEndConfig) -> float:
 
 
 def reference_stats(train: augment.Utterances) -> normalization.BandStats:
-  """The statistics a speaker is calibrated onto: every frame of the
-  training clips (speed 1). Also what an uncalibrated speaker is assumed
-  to look like."""
+  """The statistics a speaker is calibrated onto: the speech frames of
+  the training clips (speed 1). Also what an uncalibrated speaker is
+  assumed to look like."""
   return normalization.stats_of(train.clips(0))
 
 

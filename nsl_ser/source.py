@@ -47,8 +47,9 @@ def load_partitions(records_dir: str, corpus: str, fold: int = 0,
 class Corpus:
   """A prepared corpus in memory for one fold: whole training utterances
   (at the recipe's speeds), centre-cropped partitions in the regime's form,
-  every speaker's statistics (of its own whole clips) and the reference
-  statistics speakers are calibrated onto (the training clips')."""
+  every speaker's statistics (the speech frames of its own whole clips)
+  and the reference statistics speakers are calibrated onto (the training
+  clips')."""
   labels: list
   train: augment.Utterances
   parts: Dict[str, data.Arrays]

@@ -196,35 +196,46 @@ def convert_phone(model: keras.Model,
   # MEAN instead of whole-time AVERAGE_POOL_2D: same numbers, and XNNPACK
   # runs it (MCU stages keep AVERAGE_POOL_2D, bit-exact with TFLite Micro).
   module = PhoneModule(models.with_time_mean_pools(model), front_end, dft)
+
+  def rep() -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
+    for key in module.functions:
+      for a in representative_audio:
+        yield key, {"audio": a[None].astype(np.float32)}
+
+  data = _convert_audio_module(module, None if representative_audio is None
+                               else rep)
+  if representative_audio is None or dft != "matmul":
+    return data
+  return quantize_front_end(data, front_end)
+
+
+def _convert_audio_module(module: tf.Module, representative=None) -> bytes:
+  """A tf.Module with ``signatures()`` -> multi-signature .tflite: float,
+  or (``representative``: a callable yielding (signature, inputs)) int8
+  PTQ with the front end kept float. Calibrate only, then quantise with
+  the ops built under :data:`FRONT_END_SCOPE` denylisted (the mechanism
+  tf.lite.experimental.QuantizationDebugger uses; private API, hence the
+  pinned TensorFlow), and every LOG by op type: a LOG that writes a
+  signature output carries the signature's name, not the scope's."""
   sigs = module.signatures()
   with tempfile.TemporaryDirectory() as td:
     tf.saved_model.save(module, td, signatures=sigs)
     conv = tf.lite.TFLiteConverter.from_saved_model(td, signature_keys=list(sigs))
-    if representative_audio is None:
+    if representative is None:
       return conv.convert()
-
-    def rep() -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
-      for key in sigs:
-        for a in representative_audio:
-          yield key, {"audio": a[None].astype(np.float32)}
-
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = rep
+    conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
                                       tf.lite.OpsSet.TFLITE_BUILTINS]
-    # Calibrate only, then quantise with the front end denylisted (the
-    # mechanism tf.lite.experimental.QuantizationDebugger uses; private
-    # API, hence the pinned TensorFlow).
     conv._experimental_calibrate_only = True  # pylint: disable=protected-access
     calibrated = conv.convert()
   from tensorflow.lite.python import convert as lite_convert
   deny = frontend_node_names(calibrated)
   if not deny:
     raise RuntimeError("front-end ops not found; cannot keep them float")
-  data = lite_convert.mlir_quantize(
-      calibrated, denylisted_nodes=deny,
+  return lite_convert.mlir_quantize(
+      calibrated, denylisted_nodes=deny, denylisted_ops=["LOG"],
       disable_per_channel_for_dense_layers=not PER_CHANNEL_DENSE)
-  return quantize_front_end(data, front_end) if dft == "matmul" else data
 
 
 class StagedPhoneModule(tf.Module):
@@ -307,28 +318,10 @@ def convert_staged_phone(model: keras.Model,
   (int8-weight DFT; about 3x faster front end, about 260 KB more)."""
   from nsl_ser import models
   module = StagedPhoneModule(models.with_time_mean_pools(model), front_end, dft)
-  sigs = module.signatures()
-  with tempfile.TemporaryDirectory() as td:
-    tf.saved_model.save(module, td, signatures=sigs)
-    conv = tf.lite.TFLiteConverter.from_saved_model(td, signature_keys=list(sigs))
-    if representative_audio is None:
-      return conv.convert()
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: module.representative(
-        representative_audio)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                      tf.lite.OpsSet.TFLITE_BUILTINS]
-    conv._experimental_calibrate_only = True  # pylint: disable=protected-access
-    calibrated = conv.convert()
-  from tensorflow.lite.python import convert as lite_convert
-  deny = frontend_node_names(calibrated)
-  if not deny:
-    raise RuntimeError("front-end ops not found; cannot keep them float")
-  # front_end's LOG writes the signature output (named by the signature,
-  # not the scope): keep every LOG float by op type too
-  data = lite_convert.mlir_quantize(
-      calibrated, denylisted_nodes=deny, denylisted_ops=["LOG"],
-      disable_per_channel_for_dense_layers=not PER_CHANNEL_DENSE)
+  if representative_audio is None:
+    return _convert_audio_module(module)
+  data = _convert_audio_module(
+      module, lambda: module.representative(representative_audio))
   if dft == "matmul":
     return quantize_front_end(data, front_end)
   return half_front_end_weights(data)

@@ -24,14 +24,14 @@ import dataclasses
 import json
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (augment, data, embed, evaluation, graph, litert, micro,
-                     models, normalization, nsl_train, records, recipe, source,
-                     splits, training)
+from nsl_ser import (augment, data, embed, evaluation, functionals, graph,
+                     litert, micro, models, normalization, nsl_train, records,
+                     recipe, source, splits, training)
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.prepare import PrepareConfig, atomic_write_text, prepare
 from nsl_ser.results import markdown_table, write_results
@@ -58,6 +58,9 @@ flags.DEFINE_integer("finetune_epochs", 15,
 flags.DEFINE_integer("max_nbrs", 3, "Graph neighbours per example.")
 flags.DEFINE_float("multiplier", 0.1, "Graph loss multiplier.")
 flags.DEFINE_float("target_degree", 6.0, "Mean graph degree (auto threshold).")
+flags.DEFINE_list("fuse", ["average+speed"],
+                  "Rows whose models are also scored fused with the "
+                  "functionals head (nsl_ser.functionals): row NAME+functionals.")
 flags.DEFINE_string("keep_previous", None,
                     "A previous accuracy.json: its runs of configurations not "
                     "run now are kept in the tables, marked † (measured with "
@@ -207,6 +210,32 @@ def _int8_chain(model, calib: np.ndarray, test_x: np.ndarray) -> Dict:
           "probs": {n: np.stack(v) for n, v in probs.items()}}
 
 
+def _scores(y: np.ndarray, probs: Dict[str, np.ndarray], labels) -> Dict:
+  out = {}
+  for n, p in probs.items():
+    r = evaluation.report(y, p, labels)
+    out[n] = {"uar": r["uar"], "wa": r["wa"]}
+  return out
+
+
+def _fused_row(row: dict, model, heads: Heads, regime: str, split, part, x,
+               labels, q: Optional[dict]) -> dict:
+  """``row``'s model fused with the functionals head: float exits and, if
+  the run has them, the int8 MCU chain's exits."""
+  y = part["test"].labels
+  hp = heads.probs(regime, split, part["test"].ids, len(labels))
+  probs = model.predict(x["test"], verbose=0)
+  names = models.exit_names(model)
+  fused = dict(zip(names, functionals.fuse(list(probs), hp)))
+  out = {**{k: v for k, v in row.items() if k not in ("exits", "int8_exits")},
+         "config": row["config"] + FUSED, "exits": _scores(y, fused, labels),
+         "head_only": _scores(y, {"head": hp}, labels)["head"]}
+  if q is not None:
+    out["int8_exits"] = _scores(y, {n: functionals.fuse(p, hp)
+                                    for n, p in q["probs"].items()}, labels)
+  return out
+
+
 def run(regimes, names) -> List[dict]:
   fe = FrontEndConfig()
   rec = os.path.join(F.work_dir, "records", "emodb")
@@ -218,6 +247,7 @@ def run(regimes, names) -> List[dict]:
   stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
   configs = configurations(F.epochs)
   src = SourceModels(fe) if any(n in SOURCE_ROWS for n in names) else None
+  heads = Heads(utts, fe) if any(n in F.fuse for n in names) else None
   rows = []
   for regime in regimes:
     for name in names:
@@ -266,6 +296,7 @@ def run(regimes, names) -> List[dict]:
             row["graph"] = gstats
           if src is not None:
             row["source"] = dict(src.metrics)
+          q = None
           if name in INT8_ROWS:
             q = _int8_chain(model, x["train"][::2], x["test"])
             row["mcu_int8_bytes"] = q["bytes"]
@@ -277,6 +308,11 @@ def run(regimes, names) -> List[dict]:
                        seed, {n: round(v["uar"], 1) for n, v in row["exits"].items()},
                        row["wall_s"])
           rows.append(row)
+          if heads is not None and name in F.fuse:
+            rows.append(_fused_row(row, model, heads, regime, split, part, x,
+                                   labels, q if name in INT8_ROWS else None))
+            logging.info("  fused with the functionals head: %s", {
+                n: round(v["uar"], 1) for n, v in rows[-1]["exits"].items()})
           if F.part:
             atomic_write_text(F.part, json.dumps(rows, indent=1))
   return rows
@@ -288,6 +324,9 @@ def _ms(values) -> str:
 
 
 ROW_NOTES = {
+    "average+speed+functionals": "the same models fused (product of experts, "
+    "every exit) with the functionals head: 323 log-Mel utterance statistics "
+    "+ logistic regression (nsl_ser.functionals)",
     "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
     "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",
     "+crop": "random 3 s crops of whole utterances (random placement if shorter)",
@@ -302,8 +341,39 @@ ROW_NOTES = {
 }
 
 
-# Rows whose models are also scored as int8 MCU stages, preferred first.
-INT8_ROWS = ("average+speed", "final", "combined")
+# Rows whose models are also scored as int8 MCU stages, preferred first
+# (the first present is the default recipe's row in the summary).
+INT8_ROWS = ("average+speed+functionals", "average+speed", "final", "combined")
+FUSED = "+functionals"
+
+
+class Heads:
+  """The functionals head of every (regime, fold), fitted once (it does
+  not depend on the CNN's seed): C on the validation speakers, refit on
+  train + validation; the speaker regime calibrates every speaker's
+  functionals with its own statistics first."""
+
+  def __init__(self, utts: augment.Utterances, fe: FrontEndConfig):
+    self.hop_s = fe.hop_ms / 1000.0
+    self.x = functionals.of_clips(utts.clips(0), self.hop_s)
+    self.row = {i: k for k, i in enumerate(utts.ids)}
+    self.y, self.speakers = utts.labels, utts.speakers
+    self.stats = functionals.speaker_stats(self.x, self.speakers)
+    self._cache: Dict[tuple, tuple] = {}
+
+  def probs(self, regime: str, split, ids, num_classes: int) -> np.ndarray:
+    """The head's probabilities for utterances ``ids`` (test speakers)."""
+    key = (regime, tuple(sorted(split.train)), tuple(sorted(split.val)))
+    if key not in self._cache:
+      tr, va = (np.isin(self.speakers, list(s)) for s in (split.train, split.val))
+      ref = normalization.BandStats.of(self.x[tr])
+      x = (self.x if regime == "global" else functionals.calibrate_by_speaker(
+          self.x, self.speakers, self.stats, ref))
+      head = functionals.fit_head(x[tr], self.y[tr], x[va], self.y[va],
+                                  num_classes, self.hop_s, ref)
+      self._cache[key] = (head, x)
+    head, x = self._cache[key]
+    return head.probs(x[[self.row[i] for i in ids]])
 
 
 def summarize(rows: List[dict], wall: float) -> None:
@@ -449,6 +519,12 @@ def summarize(rows: List[dict], wall: float) -> None:
       "graph_homophily": homophily.get("global", nan),
       "wall_s": wall,
   }
+  for g, key in (("global", "independent"), ("speaker", "calibrated")):
+    hs = [r["head_only"]["uar"] for r in sel(g, default_row, "head_only")]
+    summary[f"uar_functionals_head_{key}"] = float(np.mean(hs)) if hs else nan
+    summary[f"uar_exit_1_{key}"] = agg.get(f"{g}/{default_row}", {}).get(
+        "per_exit_uar", {}).get("exit_1", nan)
+    summary[f"uar_exit_last_{key}"] = get(f"{g}/{default_row}")
   write_results(F.name, summary, {"aggregate": agg, "paired_seed0": paired,
                                   "int8": int8, "runs": rows},
                 "\n".join(md), F.results_dir or os.path.join(

@@ -28,7 +28,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (evaluation, export, litert, micro, models, qat, source,
+from nsl_ser import (evaluation, export, litert, micro, models, source,
                      splits)
 from nsl_ser.features import FrontEndConfig, LogMel
 from nsl_ser.compat import tf
@@ -78,23 +78,6 @@ def chain_probs(stages, feats_q: np.ndarray, qps, k: int) -> np.ndarray:
     o = micro.run_chain(stages, x[None], deepest=k)
     out.append(qps[k - 1].dequantize(o[f"exit_{k}"])[0])
   return np.stack(out)
-
-
-def staged_call(m: litert.Model, audio: np.ndarray, k: int):
-  """A call of the staged phone model up to exit k as an app makes it:
-  front_end once, then stage_1 .. stage_k, each feeding the next (the
-  runners' inputs are prepared outside the timed call)."""
-  run = {s: m.interpreter.get_signature_runner(s)
-         for s in ["front_end"] + [f"stage_{j}" for j in range(1, k + 1)]}
-  names = {j: m.inputs(f"stage_{j}")[0].name for j in range(1, k + 1)}
-  a = audio.astype(np.float32)
-
-  def call():
-    x = run["front_end"](audio=a)["features"]
-    for j in range(1, k + 1):
-      o = run[f"stage_{j}"](**{names[j]: x})
-      x = o.get(f"block{j}_act")
-  return call
 
 
 def front_end_macs(fe: FrontEndConfig, dft: str) -> int:
@@ -169,11 +152,11 @@ def main(argv):
   logging.info("%d calibration clips, %d test clips", len(idx), len(y))
 
   sdir = os.path.join(F.out_dir, "student")
-  side = qat.export_chosen(student, sdir, labels, train_audio[idx],
-                           F.records_dir, F.corpus, F.fold, F.quantization,
-                           front_end=fe,
-                           provenance={"corpus": F.corpus, "fold": F.fold,
-                                       "partition": "train"})
+  side = export.export_all(
+      student, sdir, labels, train_audio[idx],
+      export.ExportConfig(front_end=fe, quantization=F.quantization),
+      qat_data=export.QATData(F.records_dir, F.corpus, F.fold),
+      provenance={"corpus": F.corpus, "fold": F.fold, "partition": "train"})
   phone_dft = side["files"]["model_int8.tflite"]["front_end_dft"]
   src_phone = export.convert_phone(src, fe)
   src_feat = export.convert_float(export.exits_model(src))
@@ -249,12 +232,12 @@ def main(argv):
   phone_alt_bytes = len(alt_phone.data)
   for k, n in ((1, names[0]), (len(names), deepest)):
     latency[f"phone_int8_{alt}/{n}"] = litert.median_ms(
-        staged_call(alt_phone, a1, k), F.runs, F.warmup)
+        litert.staged_call(alt_phone, a1, k), F.runs, F.warmup)
   latency[f"phone_int8_{alt}/full_signature"] = lat(alt_phone, "full", audio=a1)
   for p, m in phone.items():
     for k, n in enumerate(names, start=1):
       latency[f"phone_{p}/{n}"] = (
-          litert.median_ms(staged_call(m, a1, k), F.runs, F.warmup)
+          litert.median_ms(litert.staged_call(m, a1, k), F.runs, F.warmup)
           if litert.is_staged(m) else lat(m, n, audio=a1))
     if litert.is_staged(m):
       latency[f"phone_{p}/full_signature"] = lat(m, "full", audio=a1)

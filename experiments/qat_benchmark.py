@@ -16,7 +16,7 @@ plus the float Keras model, and (--phone, default) the audio-input phone
 int8 models of both (export.convert_phone). Writes
 experiments/results/<name>.{json,md}; the summary says which variant is
 better on the test clips (a report only: exports choose on the validation
-speakers, nsl_ser.qat.for_export).
+speakers, nsl_ser.export.quantize.int8_source).
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def main(argv):
          "where the int8 model predicts the float model's class. Better on "
          "these test clips: **%s** (QAT only when it beats PTQ at %s). This "
          "is a report; exports choose on the validation speakers "
-         "(`nsl-ser export --quantization=auto`, nsl_ser.qat.for_export).\n"
+         "(`nsl-ser export --quantization=auto`, nsl_ser.export.quantize.int8_source).\n"
          % (len(cal_idx), cfg.epochs, cfg.learning_rate, cfg.temperature,
             deepest, [round(v, 1) for v in hist.get("val_uar", [])],
             hist["val_uar_initial"], hist["best_epoch"], res["chosen"],

@@ -30,14 +30,20 @@ class CalibrationError(ValueError):
 
 def speaker_stats(paths: Sequence[str], front_end: FrontEndConfig = FrontEndConfig(),
                   hop_seconds: float = 1.5
-                  ) -> Tuple[normalization.BandStats, List[str], List[Tuple[str, str]]]:
+                  ) -> Tuple[normalization.SpeakerStats, List[str], List[Tuple[str, str]]]:
   """(statistics, files used, skipped [(file, reason)]) of ``paths``
-  (files; see :func:`nsl_ser.predict.expand_paths` for folders).
+  (files; see :func:`nsl_ser.predict.expand_paths` for folders): the
+  speech frames' per-band statistics and those of each window's
+  functionals (:mod:`nsl_ser.functionals`).
 
   Raises CalibrationError when no file is usable.
   """
+  from nsl_ser import functionals
   layer = LogMel(front_end)
   stats = normalization.BandStats.empty(front_end.num_mel_bins)
+  fstats = normalization.BandStats.empty(
+      functionals.num_functionals(front_end.num_mel_bins))
+  hop_s = front_end.hop_ms / 1000.0
   used, skipped = [], []
   hop = int(round(hop_seconds * front_end.sample_rate))
   for path in paths:
@@ -49,15 +55,19 @@ def speaker_stats(paths: Sequence[str], front_end: FrontEndConfig = FrontEndConf
     for s in window_starts(len(x), front_end.clip_samples, hop):
       w = x[s:s + front_end.clip_samples]  # a short clip: itself, unpadded
       if len(w) >= front_end.frame_length:
-        stats = stats.add_clip(layer(w[None].astype(np.float32))[0].numpy())
+        feats = layer(w[None].astype(np.float32))[0].numpy()
+        stats = stats.add_clip(feats)
+        fstats = fstats.update(functionals.functionals(feats, hop_s)[None])
     used.append(path)
   if not used:
     why = "; ".join(f"{p}: {r}" for p, r in skipped[:5]) or "no audio files"
     raise CalibrationError(f"no usable clip to calibrate with ({why})")
-  return stats, used, skipped
+  return (normalization.SpeakerStats(stats.count, stats.mean, stats.m2,
+                                     fstats if fstats.count else None),
+          used, skipped)
 
 
-def save(path: str, stats: normalization.BandStats, front_end: FrontEndConfig,
+def save(path: str, stats: normalization.SpeakerStats, front_end: FrontEndConfig,
          files: Sequence[str], skipped: Sequence[Tuple[str, str]]) -> None:
   atomic_write_text(path, json.dumps({
       "format": FORMAT, **stats.to_dict(), "front_end": front_end.to_dict(),
@@ -65,7 +75,7 @@ def save(path: str, stats: normalization.BandStats, front_end: FrontEndConfig,
       "skipped": [{"file": f, "reason": r} for f, r in skipped]}, indent=1))
 
 
-def load(path: str, front_end: FrontEndConfig = None) -> normalization.BandStats:
+def load(path: str, front_end: FrontEndConfig = None) -> normalization.SpeakerStats:
   """Statistics saved by :func:`save`; checks the front end matches."""
   try:
     d = json.load(open(path))
@@ -77,4 +87,4 @@ def load(path: str, front_end: FrontEndConfig = None) -> normalization.BandStats
   if front_end is not None and FrontEndConfig.from_dict(d["front_end"]) != front_end:
     raise CalibrationError(f"{path}: computed with another front end than "
                            "the model's; run nsl-ser calibrate again")
-  return normalization.BandStats.from_dict(d)
+  return normalization.SpeakerStats.from_dict(d)

@@ -362,6 +362,37 @@ def exit_signatures(model: Model) -> List[str]:
                 key=lambda n: int(n.split("_")[1]))
 
 
+def staged_call(model: Model, audio: np.ndarray, k: int) -> Callable[[], None]:
+  """One window of a staged phone model up to exit k as an app runs it:
+  ``front_end`` once, then ``stage_1`` .. ``stage_k``, each feeding the
+  next (inputs prepared outside the returned call, for timing)."""
+  run = {s: model.interpreter.get_signature_runner(s)
+         for s in ["front_end"] + [f"stage_{j}" for j in range(1, k + 1)]}
+  names = {j: model.inputs(f"stage_{j}")[0].name for j in range(1, k + 1)}
+  a = np.asarray(audio, np.float32).reshape(1, -1)
+
+  def call() -> None:
+    x = run["front_end"](audio=a)["features"]
+    for j in range(1, k + 1):
+      x = run[f"stage_{j}"](**{names[j]: x}).get(f"block{j}_act")
+  return call
+
+
+def exit_latencies_ms(model: Model, audio: np.ndarray, runs: int = 50,
+                      warmup: int = 5) -> Dict[str, float]:
+  """Measured median ms of one window (audio in) stopping at each exit,
+  ``exit_1`` ... ``exit_K``, and of the one-call ``full`` signature
+  (staged phone models; the model's own thread count)."""
+  if not is_staged(model):
+    raise ModelError(model.name, "not a staged phone model (front_end, "
+                     "stage_k, full signatures)")
+  out = {e: median_ms(staged_call(model, audio, k), runs, warmup)
+         for k, e in enumerate(exit_signatures(model), start=1)}
+  out["full"] = model.latency_ms("full", runs, warmup,
+                                 audio=np.asarray(audio, np.float32).reshape(1, -1))
+  return out
+
+
 def phone_exits(model: Model, audio: np.ndarray) -> Dict[str, np.ndarray]:
   """{exit: probabilities [N, classes]} of a phone model (staged: its
   ``full`` signature; older models: one signature per exit) on clips

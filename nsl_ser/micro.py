@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import export, litert, models
+from nsl_ser import convert, litert, models
 from nsl_ser.compat import keras
 from nsl_ser.litert import ModelError, QParams
 
@@ -50,7 +50,7 @@ def stage_model(model: keras.Model, k: int) -> keras.Model:
   Outputs ``[block{k}_act, exit_k]`` (only ``exit_k`` for the last stage).
   A model without exits is a single stage: features -> probs.
   """
-  outs = export.output_names(model)
+  outs = convert.output_names(model)
   if len(outs) == 1:
     return keras.Model(model.input, model.get_layer(outs[0]).output,
                        name="stage_1")
@@ -129,7 +129,7 @@ def build_stages(model: keras.Model, calibration: np.ndarray,
   tensors (the input) are calibrated in a QAT model.
   ``strip_names`` blanks internal tensor names (about 2 KB of flash).
   """
-  n = len(export.output_names(model))
+  n = len(convert.output_names(model))
   stages, x = [], calibration
   for k in range(1, n + 1):
     sm = stage_model(model, k)
@@ -137,7 +137,7 @@ def build_stages(model: keras.Model, calibration: np.ndarray,
            else None)
     rep = (np.concatenate([x, range_sample(src, x)])
            if src is not None and pin_boundaries else x)
-    data = export.convert_int8(sm, rep)
+    data = convert.convert_int8(sm, rep)
     if src is not None:
       dst = stage_input_qparams(data)
       diff = abs(src.scale - dst.scale) / src.scale

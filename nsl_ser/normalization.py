@@ -23,7 +23,7 @@ integer) and never stores audio.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, List, Mapping, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -94,6 +94,27 @@ class BandStats:
     return cls(int(d["count"]), mean, var * int(d["count"]))
 
 
+@dataclasses.dataclass
+class SpeakerStats(BandStats):
+  """A speaker's calibration state: the statistics of its log-Mel bands
+  (this :class:`BandStats`) and, for models with a functionals head
+  (:mod:`nsl_ser.functionals`), those of its clips' functionals (one row a
+  clip)."""
+  functionals: Optional[BandStats] = None
+
+  def to_dict(self) -> dict:
+    d = super().to_dict()
+    if self.functionals is not None:
+      d["functionals"] = self.functionals.to_dict()
+    return d
+
+  @classmethod
+  def from_dict(cls, d: Mapping) -> "SpeakerStats":
+    b = BandStats.from_dict(d)
+    f = d.get("functionals")
+    return cls(b.count, b.mean, b.m2, BandStats.from_dict(f) if f else None)
+
+
 def stats_of(clips: Iterable[np.ndarray]) -> BandStats:
   """Batch statistics over the speech frames of ``clips`` (each
   [frames, bands])."""
@@ -103,19 +124,20 @@ def stats_of(clips: Iterable[np.ndarray]) -> BandStats:
   return BandStats.of(np.concatenate([speech_frames(c) for c in clips], axis=0))
 
 
-def affine(speaker: BandStats, reference: BandStats):
+def affine(speaker: BandStats, reference: BandStats, floor: float = VAR_FLOOR):
   """(scale, shift) per band with ``calibrate(x) = x * scale + shift``: what
-  a device applies between its front end and the model."""
-  scale = np.sqrt(np.maximum(reference.var, VAR_FLOOR)
-                  / np.maximum(speaker.var, VAR_FLOOR))
+  a device applies between its front end and the model (variances floored
+  at ``floor``)."""
+  scale = np.sqrt(np.maximum(reference.var, floor)
+                  / np.maximum(speaker.var, floor))
   return scale, reference.mean - speaker.mean * scale
 
 
-def calibrate(features: np.ndarray, speaker: BandStats, reference: BandStats
-              ) -> np.ndarray:
+def calibrate(features: np.ndarray, speaker: BandStats, reference: BandStats,
+              floor: float = VAR_FLOOR) -> np.ndarray:
   """``features`` (last axis: bands) of one speaker mapped onto the
   reference statistics: ``ref_mean + ref_std * (x - spk_mean) / spk_std``."""
-  scale, shift = affine(speaker, reference)
+  scale, shift = affine(speaker, reference, floor)
   return (features * scale + shift).astype(np.float32)
 
 
@@ -129,8 +151,8 @@ def speaker_stats(clips: Sequence[np.ndarray], speakers: Sequence[str]
 
 
 def calibrate_by_speaker(features: np.ndarray, speakers: Sequence[str],
-                         stats: Mapping[str, BandStats], reference: BandStats
-                         ) -> np.ndarray:
+                         stats: Mapping[str, BandStats], reference: BandStats,
+                         floor: float = VAR_FLOOR) -> np.ndarray:
   """Each row of ``features`` ([N, ..., bands]) calibrated with its
   speaker's statistics onto ``reference`` (:func:`calibrate`). A speaker
   without statistics is an error, not a fallback."""
@@ -140,5 +162,5 @@ def calibrate_by_speaker(features: np.ndarray, speakers: Sequence[str],
     if s not in stats:
       raise KeyError(f"no calibration statistics for speaker {s!r}")
     idx = speakers == s
-    out[idx] = calibrate(features[idx], stats[s], reference)
+    out[idx] = calibrate(features[idx], stats[s], reference, floor)
   return out

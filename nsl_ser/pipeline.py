@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
 from tqdm import tqdm
 
@@ -110,11 +110,10 @@ class Manifest:
     atomic_write_text(self.path, json.dumps(self.data, indent=2, default=str))
 
 
-def run_pipeline(cfg: RunConfig, stages: Optional[List[Stage]] = None,
+def run_pipeline(cfg: RunConfig, stages: List[Stage],
                  log: Callable[[str], None] = print) -> Dict:
-  """Runs (or skips) every stage in order; returns the manifest data."""
-  from nsl_ser import stages as stage_lib
-  stages = stages or stage_lib.STAGES
+  """Runs (or skips) ``stages`` in order (``nsl_ser.stages.STAGES``: the
+  ``nsl-ser run`` pipeline); returns the manifest data."""
   os.makedirs(cfg.work_dir, exist_ok=True)
   manifest = Manifest(cfg.work_dir)
   upstream = ""

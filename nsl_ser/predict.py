@@ -25,7 +25,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import audio, confidence, corpora, early_exit, normalization, vad
+from nsl_ser import (audio, confidence, corpora, early_exit, functionals,
+                     normalization, vad)
 from nsl_ser.features import FrontEndConfig
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,8 +73,12 @@ class Predictor:
   def start(self, window: np.ndarray) -> None:
     """Called once per window before its exits run (caches shared work)."""
 
+  head_probs: Optional[np.ndarray] = None  # this window's functionals head
+
   def exit_probs(self, name: str, window: np.ndarray) -> np.ndarray:
     probs = self.run_exit(name, window)
+    if self.head_probs is not None:
+      probs = functionals.fuse(probs, self.head_probs)
     t = self.temperature.get(name)
     return probs if t is None else confidence.apply_temperature(probs, t)
 
@@ -131,11 +136,25 @@ class TFLitePredictor(Predictor):
           speaker, normalization.BandStats.from_dict(ref))
     if not self.staged:
       self._input = self.model.inputs(self.exits[0])[0].name
+    # the functionals head (sidecar) is fused with every exit
+    self.head = (functionals.LinearHead.from_dict(side["functionals_head"])
+                 if side.get("functionals_head") and self.staged else None)
+    spk_f = getattr(speaker, "functionals", None)
+    self.head_calibration = (normalization.affine(spk_f, self.head.reference,
+                                                  functionals.FLOOR)
+                             if self.head is not None and spk_f is not None
+                             else None)
 
   def start(self, window: np.ndarray) -> None:
     if not self.staged:
       return
     x = self.model.run("front_end", audio=window[None].astype(np.float32))["features"]
+    if self.head is not None:
+      f = functionals.functionals(x[0], self.head.hop_s)
+      if self.head_calibration is not None:
+        scale, shift = self.head_calibration
+        f = f * scale + shift
+      self.head_probs = self.head.probs(f[None])[0]
     if self.calibration is not None:
       scale, shift = self.calibration
       x = (x * scale + shift).astype(np.float32)

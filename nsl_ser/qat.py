@@ -1,6 +1,6 @@
-"""Quantisation-aware training (QAT) of the early-exit student, int8 export.
+"""Quantisation-aware training (QAT) of the early-exit student, int8 conversion.
 
-Post-training quantisation (:func:`nsl_ser.export.convert_int8`) sometimes
+Post-training quantisation (:func:`nsl_ser.convert.convert_int8`) sometimes
 costs the small student several UAR points at its deepest exit. This is the
 QAT variant: a copy of the exits model with tfmot's default 8-bit scheme
 (fake quantisation in the forward pass), fine-tuned briefly, converted to
@@ -8,7 +8,7 @@ the same kind of full-integer model.
 
 * :func:`quantize_aware`: features -> ``exit_1..exit_K``, every layer
   annotated, layer and output names kept (no ``quant_`` prefix), so
-  :func:`nsl_ser.export.output_names` / ``exit_submodel`` and
+  :func:`nsl_ser.convert.output_names` / ``exit_submodel`` and
   :func:`nsl_ser.micro.stage_model` find the layers they look for.
   Conv2D -> BatchNorm -> ReLU blocks get tfmot's transform (per-channel
   kernel fake-quant, BatchNorm unquantized, one fake-quant after the ReLU;
@@ -27,11 +27,13 @@ the same kind of full-integer model.
   calibrated starting point (epoch 0) included.
 * :func:`convert_qat_int8`: full-integer int8 TFLite, batch 1, static
   shape, signature outputs ``exit_1..exit_K``.
-* :func:`compare` / :func:`choose`: PTQ vs QAT UAR per exit on test clips,
-  both int8 TFLite run through :mod:`nsl_ser.litert`.
+* :func:`compare` / :func:`choose`: PTQ vs QAT UAR per exit on held-out
+  clips, both int8 TFLite run through :mod:`nsl_ser.litert`. The exporter
+  makes the choice (:mod:`nsl_ser.export.quantize`); this module never
+  calls the exporter.
 
 With the rest of the toolkit (TF 2.21, tfmot 0.8.1):
-``export.convert_phone(qat_model, front_end, audio)`` works (float front
+``nsl_ser.export.phone.convert_phone(qat_model, front_end, audio)`` works (float front
 end, int8 network); without ``audio`` it gives the fake-quant simulation
 (QUANTIZE/DEQUANTIZE pairs), not a float model, so take the float phone
 model from the float model. ``micro.build_stages(qat_model, ...)`` builds
@@ -43,16 +45,14 @@ which may not reach the range's end (a one-sided check would accept it).
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import (data, evaluation, export, litert, models, records,
-                     self_distill, splits, training)
+from nsl_ser import (convert, data, evaluation, litert, models, self_distill,
+                     training)
 from nsl_ser.compat import keras, tf, tfmot
-from nsl_ser.features import FrontEndConfig
 
 qk = tfmot().quantization.keras
 
@@ -160,7 +160,7 @@ def quantize_aware(model: keras.Model,
   ``calibration`` features the ranges are set from them
   (:func:`calibrate_ranges`); otherwise :func:`fine_tune` does it.
   """
-  em = export.exits_model(model)
+  em = convert.exits_model(model)
   annotated = keras.models.clone_model(em, clone_function=_annotate)
   for src, dst in zip(em.layers, annotated.layers):
     if src.weights:
@@ -173,7 +173,7 @@ def quantize_aware(model: keras.Model,
     if layer.weights and not _is_quantize_layer(layer):
       layer.set_weights(applied.get_layer(layer.name).get_weights())
   qat = keras.Model(rebuilt.inputs, rebuilt.outputs, name=f"{model.name}_qat")
-  if export.output_names(qat) != export.output_names(em):
+  if convert.output_names(qat) != convert.output_names(em):
     raise AssertionError(f"QAT outputs {qat.output_names} != {em.output_names}")
   if calibration is not None:
     calibrate_ranges(qat, model, calibration)
@@ -364,12 +364,12 @@ def fine_tune(qat_model: keras.Model, float_model: keras.Model,
   ``val_uar_best`` (of the returned weights) and ``wall_s``.
   """
   start = time.time()
-  names = export.output_names(float_model)
+  names = convert.output_names(float_model)
   num_classes = int(float_model.get_layer(names[-1]).output.shape[-1])
   if not ranges_calibrated(qat_model):
-    idx = export.calibration_subset(len(features), cfg.num_calibration, cfg.seed)
+    idx = convert.calibration_subset(len(features), cfg.num_calibration, cfg.seed)
     calibrate_ranges(qat_model, float_model, features[idx])
-  teacher = predict_exits(export.exits_model(float_model), features)
+  teacher = predict_exits(convert.exits_model(float_model), features)
 
   def val_probs() -> np.ndarray:
     return predict_exits(qat_model, val_features)[-1]
@@ -418,7 +418,7 @@ def convert_qat_int8(qat_model: keras.Model,
                      representative_features: np.ndarray) -> bytes:
   """Full-integer int8 TFLite of a QAT model: int8 builtins, int8 input
   and outputs, batch 1, static shape, outputs ``exit_1..exit_K`` by
-  signature name (:func:`nsl_ser.export.convert_int8` as is).
+  signature name (:func:`nsl_ser.convert.convert_int8` as is).
 
   The fake-quant ranges fix every scale they cover; the representative
   clips only calibrate the rest (the input and the SUB inside ``norm``).
@@ -429,7 +429,7 @@ def convert_qat_int8(qat_model: keras.Model,
   if not ranges_calibrated(qat_model):
     raise ValueError(f"{qat_model.name}: quantizer ranges not calibrated "
                      "(run calibrate_ranges or fine_tune first)")
-  return export.convert_int8(qat_model, representative_features)
+  return convert.convert_int8(qat_model, representative_features)
 
 
 def float_tensors(tflite: bytes) -> List[str]:
@@ -477,7 +477,7 @@ def compare(float_model: keras.Model, features_train: np.ndarray,
             cfg: QATConfig = QATConfig()) -> dict:
   """PTQ vs QAT on test clips, both full-int8 TFLite run with LiteRT.
 
-  PTQ: :func:`nsl_ser.export.convert_int8` of the float exits model,
+  PTQ: :func:`nsl_ser.convert.convert_int8` of the float exits model,
   calibrated on ``calibration_features``. QAT: :func:`quantize_aware`
   (ranges from the same clips) -> :func:`fine_tune` on the training clips,
   selected on the validation clips -> :func:`convert_qat_int8`.
@@ -488,13 +488,13 @@ def compare(float_model: keras.Model, features_train: np.ndarray,
   ``config``, ``wall_s`` {ptq, qat}, ``chosen`` (:func:`choose`) and
   ``artifacts`` {ptq_int8, qat_int8: bytes, qat_model} (not JSON).
   """
-  names = export.output_names(float_model)
+  names = convert.output_names(float_model)
   k = int(float_model.get_layer(names[-1]).output.shape[-1])
-  em = export.exits_model(float_model)
+  em = convert.exits_model(float_model)
   fl = dict(zip(names, predict_exits(em, test_features)))
 
   t0 = time.time()
-  ptq_bytes = export.convert_int8(em, calibration_features)
+  ptq_bytes = convert.convert_int8(em, calibration_features)
   ptq = run_features(ptq_bytes, test_features)
   t_ptq = time.time() - t0
 
@@ -532,61 +532,3 @@ def choose(results: dict) -> str:
   deepest = results["exits"][-1]
   u = results["uar"]
   return "qat" if u["qat"][deepest] > u["ptq"][deepest] else "ptq"
-
-
-# --------------------------------------------------------------------------
-# Choosing the int8 method for an export
-# --------------------------------------------------------------------------
-QUANTIZATION_MODES = export.QUANTIZATION_MODES
-
-
-def _jsonable(x):
-  return x.tolist() if hasattr(x, "tolist") else str(x)
-
-
-def for_export(model: keras.Model, records_dir: str, labels: Sequence[str],
-               corpus: str, fold: int, calibration_features: np.ndarray,
-               mode: str = "auto", cfg: QATConfig = QATConfig()
-               ) -> Tuple[Optional[keras.Model], dict]:
-  """The model the int8 exports are converted from, and why.
-
-  ``"ptq"``: (None, ...): post-training quantisation of ``model``.
-  ``"qat"``: the QAT copy, fine-tuned on the split's training speakers
-  (epoch chosen on its validation speakers). ``"auto"``: the same QAT copy,
-  compared with PTQ as full-int8 feature models on the VALIDATION speakers
-  (never the test speakers); returned only when it wins (:func:`choose`).
-  """
-  if mode not in QUANTIZATION_MODES:
-    raise ValueError(f"quantization must be one of {QUANTIZATION_MODES}, "
-                     f"got {mode!r}")
-  if mode == "ptq":
-    return None, {"mode": mode}
-  split = splits.get_split(corpus, fold)
-  arrays = data.load_arrays(records.list_shards(records_dir), labels)
-  tr, va = arrays.by_speakers(split.train), arrays.by_speakers(split.val)
-  res = compare(model, tr.features, tr.labels, va.features, va.labels,
-                va.features, va.labels, calibration_features, cfg)
-  qat_model = res.pop("artifacts")["qat_model"]
-  report = json.loads(json.dumps(
-      {"mode": mode, "compared_on": f"{corpus} fold {fold} validation speakers",
-       **{k: res[k] for k in ("uar", "agreement", "bytes", "chosen")},
-       "best_epoch": res["history"].get("best_epoch"), "config": res["config"]},
-      default=_jsonable))
-  use = mode == "qat" or res["chosen"] == "qat"
-  return (qat_model if use else None), report
-
-
-def export_chosen(model: keras.Model, out_dir: str, labels: Sequence[str],
-                  calibration_audio: np.ndarray, records_dir: str, corpus: str,
-                  fold: int, mode: str = "auto", cfg: QATConfig = QATConfig(),
-                  front_end: FrontEndConfig = FrontEndConfig(),
-                  **kwargs) -> dict:
-  """:func:`for_export`, then :func:`nsl_ser.export.export_all` from the
-  chosen int8 source (``kwargs`` go to it); the calibration clips' features
-  are computed once for both. Returns the sidecar dict."""
-  feats = export.features_of(calibration_audio, front_end)
-  qat_model, quant = for_export(model, records_dir, labels, corpus, fold,
-                                feats, mode, cfg)
-  return export.export_all(model, out_dir, labels, calibration_audio,
-                           front_end, qat_model=qat_model, quantization=quant,
-                           calibration_features=feats, **kwargs)

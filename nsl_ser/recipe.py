@@ -35,6 +35,10 @@ class Recipe:
   distill: self_distill.DistillConfig = dataclasses.field(
       default_factory=self_distill.DistillConfig)
   cnn: models.CNNConfig = models.STUDENT
+  # Fit the functionals head (nsl_ser.functionals) next to the student and
+  # fuse it with every exit: +5.6 / +9.2 UAR (independent / calibrated) in
+  # experiments/results/accuracy.md.
+  functionals: bool = True
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

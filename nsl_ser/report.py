@@ -91,7 +91,12 @@ def plot_embeddings(emb: np.ndarray, labels: Sequence[str], path: str) -> str:
 
 
 def plot_exits(per_exit: Dict[str, Dict], curve: List[Dict],
-               exit_macs: Sequence[int], path: str) -> str:
+               exit_cost: Sequence[float], path: str,
+               full_ms: Optional[float] = None) -> str:
+  """Accuracy per exit, and UAR against cost: measured mean ms a window
+  (``exit_cost`` in ms, each curve point's ``mean_ms``; ``full_ms`` the
+  one-call model) or, for runs without timings, MACs relative to the full
+  model."""
   plt = _plt()
   fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
   exits = list(per_exit)
@@ -101,16 +106,25 @@ def plot_exits(per_exit: Dict[str, Dict], curve: List[Dict],
   a.set_ylabel("%")
   a.set_title("Accuracy per exit")
   a.legend(fontsize=8)
-  full = exit_macs[-1]
-  b.plot([c["cost_ratio"] for c in curve], [c["uar"] for c in curve], "o-",
-         label="adaptive (max prob ≥ τ)")
-  for c in curve:
-    b.annotate(f"{c['tau']}", (c["cost_ratio"], c["uar"]), fontsize=7)
-  b.plot([m / full for m in exit_macs], [per_exit[e]["uar"] for e in exits],
-         "s--", color="gray", label="fixed exit")
-  b.set_xlabel("mean compute (MACs / full model)")
+  timed = full_ms is not None
+  xs = ([c["mean_ms"] for c in curve] if timed
+        else [c["cost_ratio"] for c in curve])
+  b.plot(xs, [c["uar"] for c in curve], "o-", label="adaptive (max prob ≥ τ)")
+  for x, c in zip(xs, curve):
+    b.annotate(f"{c['tau']}", (x, c["uar"]), fontsize=7)
+  fixed = (list(exit_cost) if timed
+           else [m / exit_cost[-1] for m in exit_cost])
+  b.plot(fixed, [per_exit[e]["uar"] for e in exits], "s--", color="gray",
+         label="fixed exit (staged)")
+  if timed:
+    b.axvline(full_ms, color="C3", ls=":", label="one-call full model")
+    b.set_xlabel("measured mean latency a window (ms, 1 thread, audio in)")
+    b.set_title("UAR against measured latency")
+    b.set_xlim(left=0)
+  else:
+    b.set_xlabel("mean compute (MACs / full model)")
+    b.set_title("UAR against compute")
   b.set_ylabel("UAR (%)")
-  b.set_title("UAR against compute")
   b.legend(fontsize=8)
   return _save(fig, path)
 
@@ -145,23 +159,53 @@ def write_report(work_dir: str, out_dir: str,
   deep = ev["per_exit"][exits[-1]]
   parts.append(f"\n## Student with early exits (int8 phone model, fold {ev['fold']} "
                f"test speakers, n={ev['n']})\n\n")
-  parts.append(markdown_table(
-      ["exit", "UAR %", "WA %", "MACs", "MACs / full"],
-      [[e, ev["per_exit"][e]["uar"], ev["per_exit"][e]["wa"], m, m / ev["exit_macs"][-1]]
-       for e, m in zip(exits, ev["exit_macs"])]))
+  if ev.get("fused"):
+    parts.append("Every exit fused with the functionals head (323 log-Mel "
+                 "utterance statistics + logistic regression, "
+                 "`nsl_ser.functionals`), as `nsl-ser predict` does; the CNN "
+                 f"alone and the head alone (UAR {ev['head_only']['uar']:.1f} %) "
+                 "for comparison.\n\n")
+    parts.append(markdown_table(
+        ["exit", "UAR %", "WA %", "CNN alone: UAR %", "MACs", "MACs / full"],
+        [[e, ev["per_exit"][e]["uar"], ev["per_exit"][e]["wa"],
+          ev["per_exit_cnn"][e]["uar"], m, m / ev["exit_macs"][-1]]
+         for e, m in zip(exits, ev["exit_macs"])]))
+  else:
+    parts.append(markdown_table(
+        ["exit", "UAR %", "WA %", "MACs", "MACs / full"],
+        [[e, ev["per_exit"][e]["uar"], ev["per_exit"][e]["wa"], m,
+          m / ev["exit_macs"][-1]] for e, m in zip(exits, ev["exit_macs"])]))
   parts.append("\n![student confusion]({})\n".format(plot_confusion(
       deep["confusion_matrix"], deep["labels"], f"Student {exits[-1]} (int8)",
       os.path.join(out_dir, "student_confusion.png"))))
   parts.append("\n![per-class recall]({})\n".format(
       plot_recall(ev["per_exit"], os.path.join(out_dir, "per_class_recall.png"))))
-  parts.append("\n## Early exits: accuracy against compute\n\n")
-  parts.append(markdown_table(
-      ["τ", "UAR %", "exit shares", "MACs / full"],
-      [[c["tau"], c["uar"], " / ".join(f"{s:.2f}" for s in c["exit_share"]),
-        c["cost_ratio"]] for c in ev["tau_curve"]]))
+  lat = ev.get("latency_ms")
+  if lat:
+    full_ms = lat["full"]
+    parts.append("\n## Early exits: accuracy against measured latency\n\n"
+                 f"Staged int8 phone model, LiteRT, {lat['threads']} thread, "
+                 f"audio in, median of one window: one-call full model "
+                 f"{full_ms:.2f} ms; stopping at "
+                 + ", ".join(f"{e} {lat[e]:.2f} ms" for e in exits)
+                 + ". The adaptive policy's mean is over the test clips.\n\n")
+    parts.append(markdown_table(
+        ["τ", "UAR %", "exit shares", "mean ms", "ms / full", "MACs / full"],
+        [[c["tau"], c["uar"], " / ".join(f"{s:.2f}" for s in c["exit_share"]),
+          c["mean_ms"], c["mean_ms"] / full_ms, c["cost_ratio"]]
+         for c in ev["tau_curve"]]))
+    cost = [lat[e] for e in exits]
+  else:
+    full_ms = None
+    parts.append("\n## Early exits: accuracy against compute\n\n")
+    parts.append(markdown_table(
+        ["τ", "UAR %", "exit shares", "MACs / full"],
+        [[c["tau"], c["uar"], " / ".join(f"{s:.2f}" for s in c["exit_share"]),
+          c["cost_ratio"]] for c in ev["tau_curve"]]))
+    cost = ev["exit_macs"]
   parts.append("\n![exits]({})\n".format(plot_exits(
-      ev["per_exit"], ev["tau_curve"], ev["exit_macs"],
-      os.path.join(out_dir, "exits.png"))))
+      ev["per_exit"], ev["tau_curve"], cost,
+      os.path.join(out_dir, "exits.png"), full_ms)))
   # graph
   stats = j("graphs", "stats.json")
   from nsl_ser import records

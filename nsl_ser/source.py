@@ -56,6 +56,8 @@ class Corpus:
   inputs: Dict[str, np.ndarray]
   stats: Dict[str, normalization.BandStats]
   reference: normalization.BandStats
+  utterances: Optional[augment.Utterances] = None  # every speaker, whole
+  split: Optional[splits.Split] = None
 
 
 def make_corpus(labels: list, utts: augment.Utterances, arrays: data.Arrays,
@@ -68,7 +70,7 @@ def make_corpus(labels: list, utts: augment.Utterances, arrays: data.Arrays,
   parts = {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
   inputs = {p: recipe_lib.model_inputs(a, rc.regime, stats, reference)
             for p, a in parts.items()}
-  return Corpus(labels, train, parts, inputs, stats, reference)
+  return Corpus(labels, train, parts, inputs, stats, reference, utts, split)
 
 
 def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
@@ -159,5 +161,38 @@ def train_student(records_dir: str, corpus: str, fold: int, out_dir: str,
   metrics = {**_metrics(model, c, rc, hist), "corpus": corpus, "fold": fold,
              "exit_macs": models.exit_macs(model),
              "graph_reg": None if g is None else dataclasses.asdict(graph_reg)}
+  if rc.functionals:
+    head, fused = functionals_head(model, c, rc.regime, front_end)
+    metrics["functionals_head"] = head.to_dict()
+    metrics["exits_fused"] = fused
   save(model, out_dir, c.labels, metrics)
   return model, metrics
+
+
+def functionals_head(model: keras.Model, c: Corpus, regime: str,
+                     front_end: FrontEndConfig = FrontEndConfig()):
+  """The functionals head fitted on ``c``'s training speakers (C on the
+  validation speakers, refit on both; speaker regime: every speaker's
+  functionals calibrated with its own statistics onto the training
+  ones), and {partition: {exit: UAR}} of ``model`` fused with it."""
+  from nsl_ser import evaluation, functionals
+  utts = c.utterances
+  hop_s = front_end.hop_ms / 1000.0
+  x = functionals.of_clips(utts.clips(0), hop_s)
+  tr, va = (np.isin(utts.speakers, list(s)) for s in (c.split.train, c.split.val))
+  ref = normalization.BandStats.of(x[tr])
+  if regime == "speaker":
+    x = functionals.calibrate_by_speaker(
+        x, utts.speakers, functionals.speaker_stats(x, utts.speakers), ref)
+  head = functionals.fit_head(x[tr], utts.labels[tr], x[va], utts.labels[va],
+                              len(c.labels), hop_s, ref)
+  row = {i: k for k, i in enumerate(utts.ids)}
+  fused = {}
+  for p in ("val", "test"):
+    hp = head.probs(x[[row[i] for i in c.parts[p].ids]])
+    probs = model.predict(c.inputs[p], verbose=0)
+    probs = probs if isinstance(probs, list) else [probs]
+    fused[p] = {n: evaluation.report(c.parts[p].labels, q, c.labels)["uar"]
+                for n, q in zip(models.exit_names(model) or ["probs"],
+                                functionals.fuse(probs, hp))}
+  return head, fused

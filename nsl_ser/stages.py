@@ -128,21 +128,28 @@ def run_export(cfg: RunConfig) -> Dict:
   model = models.load_model(cfg.path("student", source.MODEL_FILE))
   labels = source.read_labels(cfg.path("student"))
   split = splits.get_split(cfg.target, cfg.fold)
-  audio, _, _ = export.load_audio(_records(cfg, cfg.target), labels, split.train)
+  records_dir = _records(cfg, cfg.target)
+  metrics = json.load(open(cfg.path("student", source.METRICS_FILE)))
+  audio, _, _ = export.load_audio(records_dir, labels, split.train)
   pick = export.calibration_subset(len(audio), 32 if cfg.quick else 200, cfg.seed)
-  side = qat.export_chosen(
-      model, cfg.path("tflite"), labels, audio[pick], _records(cfg, cfg.target),
-      cfg.target, cfg.fold, cfg.quantization,
-      qat.QATConfig(epochs=2 if cfg.quick else 10, verbose=2),
+  side = export.export_all(
+      model, cfg.path("tflite"), labels, audio[pick],
+      export.ExportConfig(quantization=cfg.quantization, qat=qat.QATConfig(
+          epochs=2 if cfg.quick else 10, verbose=2)),
+      qat_data=export.QATData(records_dir, cfg.target, cfg.fold),
       provenance={"corpus": cfg.target, "fold": cfg.fold, "partition": "train"},
-      normalization=export.normalization_of(model, json.load(open(
-          cfg.path("student", source.METRICS_FILE)))))
+      normalization=export.normalization_of(model, metrics),
+      functionals_head=metrics.get("functionals_head"))
   return {"quantization": side["quantization"]["method"],
           **{f: v["bytes"] for f, v in side["files"].items() if "bytes" in v}}
 
 
 def run_evaluate(cfg: RunConfig) -> Dict:
-  """int8 phone model, every exit and the adaptive policy, on test speakers."""
+  """int8 phone model on the test speakers: every exit (fused with the
+  functionals head when the model has one, as predict does; the CNN alone
+  in ``per_exit_cnn``), the adaptive policy's τ curve, and the measured
+  latency (1 thread, audio in) of a window stopping at each exit and of
+  the one-call model."""
   from nsl_ser import early_exit, evaluation, export, litert, splits
   labels = source.read_labels(cfg.path("student"))
   split = splits.get_split(cfg.target, cfg.fold)
@@ -153,13 +160,34 @@ def run_evaluate(cfg: RunConfig) -> Dict:
   by_exit = litert.phone_exits(model, audio)
   exits = list(by_exit)
   probs = [by_exit[e] for e in exits]
-  per_exit = {e: evaluation.report(y, p, labels) for e, p in zip(exits, probs)}
   side = json.load(open(cfg.path("tflite", "model.json")))
+  result = {}
+  if side.get("functionals_head") and litert.is_staged(model):
+    # what predict does: the head on each window's features, fused with
+    # every exit (nsl_ser.functionals)
+    from nsl_ser import functionals
+    head = functionals.LinearHead.from_dict(side["functionals_head"])
+    feats = litert.run_batch(model, "front_end", "audio", audio)["features"]
+    hp = head.probs(functionals.of_clips(feats, head.hop_s))
+    result["per_exit_cnn"] = {e: evaluation.report(y, p, labels)
+                              for e, p in zip(exits, probs)}
+    result["head_only"] = evaluation.report(y, hp, labels)
+    probs = functionals.fuse(probs, hp)
+  per_exit = {e: evaluation.report(y, p, labels) for e, p in zip(exits, probs)}
   cost = [side["exit_macs"][e] for e in exits]
-  curve = early_exit.tau_curve(probs, y, cost,
-                               [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99], len(labels))
-  result = {"per_exit": per_exit, "tau_curve": curve, "exit_macs": cost,
-            "n": int(len(y)), "fold": cfg.fold}
+  taus = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+  curve = early_exit.tau_curve(probs, y, cost, taus, len(labels))
+  result.update({"per_exit": per_exit, "tau_curve": curve, "exit_macs": cost,
+                 "n": int(len(y)), "fold": cfg.fold,
+                 "fused": "head_only" in result})
+  if litert.is_staged(model):
+    ms = litert.exit_latencies_ms(model, audio[0], runs=10 if cfg.quick else 50)
+    ms_curve = early_exit.tau_curve(probs, y, [ms[e] for e in exits], taus,
+                                    len(labels))
+    for c, m in zip(curve, ms_curve):
+      c["mean_ms"] = m["mean_cost"]
+    result["latency_ms"] = {**ms, "threads": 1, "input": "audio",
+                            "statistic": "median of one window"}
   atomic_write_text(cfg.path("evaluation.json"), json.dumps(result, indent=2))
   return {e: round(r["uar"], 2) for e, r in per_exit.items()}
 

@@ -1,4 +1,5 @@
 """`nsl-ser run --quick` end to end: killed mid-run, resumed, report written."""
+import glob
 import json
 import os
 import signal
@@ -6,7 +7,9 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import soundfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,7 +61,7 @@ def test_resume_skips_finished_stages(resumed_run):
                          "evaluate", "report"]
 
 
-def test_outputs_and_report(resumed_run):
+def test_outputs_and_report(resumed_run, data_dir):
   work, _, _ = resumed_run
   report = open(os.path.join(work, "report", "report.md")).read()
   pngs = [l.split("(")[1].rstrip(")\n") for l in report.splitlines()
@@ -71,6 +74,32 @@ def test_outputs_and_report(resumed_run):
   assert side["exits"] == ["exit_1", "exit_2", "exit_3", "exit_4"]
   ev = json.load(open(os.path.join(work, "evaluation.json")))
   assert set(ev["per_exit"]) == set(side["exits"])
+  # the τ curve and the report's plot use measured latencies (audio in)
+  lat = ev["latency_ms"]
+  assert set(side["exits"]) | {"full"} <= set(lat) and lat["threads"] == 1
+  assert all(lat[e] > 0 for e in side["exits"] + ["full"])
+  for c in ev["tau_curve"]:
+    shares = dict(zip(side["exits"], c["exit_share"]))
+    assert c["mean_ms"] == pytest.approx(sum(s * lat[e] for e, s in shares.items()))
+  assert "accuracy against measured latency" in report
+  # the functionals head travels in the sidecar; evaluate and predict fuse it
+  assert ev["fused"] and set(ev["per_exit_cnn"]) == set(side["exits"])
+  assert "functionals head" in side["functionals_head"]["fusion"]
+  from nsl_ser import functionals, predict
+  p = predict.load_predictor(os.path.join(work, "tflite", "model_int8.tflite"))
+  assert p.head is not None
+  clip = np.asarray(soundfile.read(sorted(glob.glob(os.path.join(
+      data_dir, "emodb", "wav", "*.wav")))[0])[0], np.float32)
+  w = np.zeros(p.front_end.clip_samples, np.float32)
+  w[:min(len(clip), len(w))] = clip[:len(w)]
+  p.start(w)
+  feats = p.model.run("front_end", audio=w[None])["features"][0]
+  np.testing.assert_allclose(p.head_probs, p.head.probs(
+      functionals.functionals(feats, p.head.hop_s)[None])[0], rtol=1e-6)
+  for e in p.exits:
+    np.testing.assert_allclose(p.exit_probs(e, w), functionals.fuse(
+        p.run_exit(e, w), p.head_probs), rtol=1e-5)
+  assert f"one-call full model {lat['full']:.2f} ms" in report
   m = json.load(open(os.path.join(work, "run_manifest.json")))
   for entry in m["stages"].values():
     assert entry["outputs"] and all(len(h) == 64 for h in entry["outputs"].values())

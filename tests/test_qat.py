@@ -203,7 +203,7 @@ def test_qat_export_runs_on_every_target(tuned, student, emodb, records_dir,
   cal = train_audio[export.calibration_subset(len(train_audio), 64)]
   out = str(tmp_path / "qat_export")
   side = export.export_all(student, out, emodb["labels"], cal,
-                           qat_model=tuned["model"], quantization={"mode": "qat"})
+                           qat_model=tuned["model"])
   assert side["quantization"] == {"method": "qat", "mode": "qat"}
   assert side["exit_macs"]["exit_1"] > 0 and side["params"] == student.count_params()
   # float phone = float student; int8 phone = QAT model (class agreement)
@@ -231,17 +231,23 @@ def test_qat_export_runs_on_every_target(tuned, student, emodb, records_dir,
   assert edgetpu.check(tpu) == []
 
 
-def test_for_export_modes(student, emodb, records_dir, calibration):
-  rec = f"{records_dir}/emodb"
-  none, rep = qat.for_export(student, rec, emodb["labels"], "emodb", 0,
-                             calibration, "ptq")
-  assert none is None and rep == {"mode": "ptq"}
+def test_int8_source_modes(student, emodb, records_dir, calibration):
+  """The exporter's int8 step: PTQ keeps the float model; an unknown mode
+  is an error; auto fine-tunes QAT and keeps it only where it wins on the
+  validation speakers."""
+  from nsl_ser.export import quantize
+  data = quantize.QATData(f"{records_dir}/emodb", "emodb", 0)
+  m, rep = quantize.int8_source(student, "ptq", calibration, emodb["labels"], data)
+  assert m is student and rep == {"method": "ptq", "mode": "ptq"}
   with pytest.raises(ValueError, match="quantization must be one of"):
-    qat.for_export(student, rec, emodb["labels"], "emodb", 0, calibration, "fp16")
+    quantize.int8_source(student, "fp16", calibration, emodb["labels"], data)
+  with pytest.raises(ValueError, match="needs QATData"):
+    quantize.int8_source(student, "auto", calibration, emodb["labels"])
   cfg = qat.QATConfig(epochs=1, verbose=0)
-  m, rep = qat.for_export(student, rec, emodb["labels"], "emodb", 0,
-                          calibration, "auto", cfg)
+  m, rep = quantize.int8_source(student, "auto", calibration, emodb["labels"],
+                                data, cfg)
   assert rep["compared_on"] == "emodb fold 0 validation speakers"
-  assert rep["chosen"] in ("ptq", "qat") and (m is not None) == (rep["chosen"] == "qat")
+  assert rep["chosen"] in ("ptq", "qat") and (m is not student) == (rep["chosen"] == "qat")
+  assert rep["method"] == rep["chosen"]
   deepest = rep["uar"]["ptq"]["exit_4"], rep["uar"]["qat"]["exit_4"]
   assert (rep["chosen"] == "qat") == (deepest[1] > deepest[0])

@@ -62,15 +62,19 @@ def main(argv) -> None:
                                     sorted(split.train), front_end)
   idx = export.calibration_subset(len(audio), FLAGS.num_calibration, FLAGS.seed)
   logging.info("calibrating on %d of %d training clips", len(idx), len(audio))
-  side = qat.export_chosen(
-      model, FLAGS.out_dir, labels, audio[idx], FLAGS.representative_records,
-      FLAGS.corpus, FLAGS.fold, FLAGS.quantization,
-      qat.QATConfig(epochs=FLAGS.qat_epochs), front_end,
+  side = export.export_all(
+      model, FLAGS.out_dir, labels, audio[idx],
+      export.ExportConfig(front_end=front_end, quantization=FLAGS.quantization,
+                          qat=qat.QATConfig(epochs=FLAGS.qat_epochs),
+                          int8_dft=FLAGS.int8_dft, micro=FLAGS.micro,
+                          edgetpu=FLAGS.edgetpu),
+      qat_data=export.QATData(FLAGS.representative_records, FLAGS.corpus,
+                              FLAGS.fold),
       provenance={"corpus": FLAGS.corpus, "fold": FLAGS.fold,
                   "partition": "train", "speakers": sorted(split.train),
                   "seed": FLAGS.seed, "model": os.path.abspath(FLAGS.model)},
-      micro=FLAGS.micro, edgetpu=FLAGS.edgetpu, int8_dft=FLAGS.int8_dft,
-      normalization=export.normalization_of(model, _metrics(FLAGS.model)))
+      normalization=export.normalization_of(model, _metrics(FLAGS.model)),
+      functionals_head=(_metrics(FLAGS.model) or {}).get("functionals_head"))
   logging.info("int8 method: %s", side["quantization"]["method"])
   summary = {rel: info["bytes"] for rel, info in side["files"].items()
              if rel.endswith(".tflite")}

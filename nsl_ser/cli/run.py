@@ -10,7 +10,7 @@ import json
 
 from absl import flags
 
-from nsl_ser import export, pipeline, training
+from nsl_ser import export, pipeline, stages, training
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("source", "ravdess", "Source corpus (trains the teacher).")
@@ -42,7 +42,7 @@ def main(argv) -> None:
       multiplier=FLAGS.multiplier,
       strategy=FLAGS.strategy, seed=FLAGS.seed,
       quantization=FLAGS.quantization)
-  data = pipeline.run_pipeline(cfg)
+  data = pipeline.run_pipeline(cfg, stages.STAGES)
   print(json.dumps({k: v["summary"] for k, v in data["stages"].items()},
                    indent=1, default=str)[:4000])
   print(f"report: {cfg.path('report', 'report.md')}")

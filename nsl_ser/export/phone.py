@@ -1,0 +1,332 @@
+"""Phone models: raw 16 kHz audio in, the log-Mel front end inside.
+
+* :func:`convert_staged_phone` (models with exits): signatures
+  ``front_end`` (audio -> features, once per window), ``stage_1`` ...
+  ``stage_K`` (the previous activations -> ``exit_k`` and
+  ``block{k}_act``; :func:`nsl_ser.micro.stage_model`, weights shared) and
+  ``full`` (audio -> every exit in one call).
+* :func:`convert_phone` (single-head models such as the source CNN): one
+  signature per output.
+
+The int8 variants are post-training quantised with the front end kept float
+(denylisted), so ``QUANTIZE`` sits right before the network; the front end's
+large weights are then stored small: the DFT matrix as int8
+(:func:`quantize_front_end`, ``dft="matmul"``) or, with RFFT2D, the Mel
+matrix as float16 (:func:`half_front_end_weights`, ``dft="fft"``).
+:func:`write_phone` is the exporter's phone step.
+"""
+from __future__ import annotations
+
+import tempfile
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+
+from nsl_ser import convert, litert, micro, models
+from nsl_ser.compat import keras, tf
+from nsl_ser.export.files import Writer
+from nsl_ser.features import FrontEndConfig, LogMel, mel_bin_range
+
+FRONT_END_SCOPE = "frontend"
+
+
+class PhoneModule(tf.Module):
+  """One ``tf.function`` per exit: audio [1, samples] -> {exit: probs}."""
+
+  def __init__(self, model: keras.Model, front_end: FrontEndConfig,
+               dft: str = "fft"):
+    super().__init__()
+    self.model = model  # tracks the variables once
+    self.front_end = LogMel(front_end, dft=dft, name="log_mel")
+    self.spec = tf.TensorSpec([1, front_end.clip_samples], tf.float32,
+                              name="audio")
+    self.functions = {n: self._make(convert.exit_submodel(model, n), n)
+                      for n in convert.output_names(model)}
+
+  def _make(self, sub: keras.Model, name: str):
+    @tf.function(input_signature=[self.spec])
+    def fn(audio):
+      with tf.name_scope(FRONT_END_SCOPE):
+        feats = self.front_end(audio)
+      return {name: sub(feats, training=False)}
+    return fn
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    return {n: f.get_concrete_function() for n, f in self.functions.items()}
+
+
+def frontend_node_names(data: bytes, scope: str = FRONT_END_SCOPE) -> List[str]:
+  """Output-tensor names of the ops built under ``scope`` (the keys
+  ``mlir_quantize(denylisted_nodes=...)`` matches)."""
+  m = litert.model_t(data)
+  names = set()
+  for sg in m.subgraphs:
+    for op in sg.operators or []:
+      for j in op.outputs:
+        n = sg.tensors[j].name.decode()
+        if any(part.startswith(scope + "/") or f"/{scope}/" in part
+               for part in n.split(";")):
+          names.add(n)
+  return sorted(names)
+
+
+def convert_phone(model: keras.Model,
+                  front_end: FrontEndConfig = FrontEndConfig(),
+                  representative_audio: Optional[np.ndarray] = None,
+                  dft: Optional[str] = None) -> bytes:
+  """Audio-input multi-signature model: float, or int8 PTQ when
+  ``representative_audio`` [N, samples] is given.
+
+  ``dft`` (see :class:`LogMel`): default "fft" for the float model (exact,
+  small) and "matmul" for int8, whose DFT weights are then int8 (hybrid
+  FULLY_CONNECTED, about 3x faster than RFFT2D, +190 KB); the rest of the
+  front end stays float and ``QUANTIZE`` sits right before the network.
+  """
+  dft = dft or ("fft" if representative_audio is None else "matmul")
+  # MEAN instead of whole-time AVERAGE_POOL_2D: same numbers, and XNNPACK
+  # runs it (MCU stages keep AVERAGE_POOL_2D, bit-exact with TFLite Micro).
+  module = PhoneModule(models.with_time_mean_pools(model), front_end, dft)
+
+  def rep() -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
+    for key in module.functions:
+      for a in representative_audio:
+        yield key, {"audio": a[None].astype(np.float32)}
+
+  data = _convert_audio_module(module, None if representative_audio is None
+                               else rep)
+  if representative_audio is None or dft != "matmul":
+    return data
+  return quantize_front_end(data, front_end)
+
+
+def _convert_audio_module(module: tf.Module, representative=None) -> bytes:
+  """A tf.Module with ``signatures()`` -> multi-signature .tflite: float,
+  or (``representative``: a callable yielding (signature, inputs)) int8
+  PTQ with the front end kept float. Calibrate only, then quantise with
+  the ops built under :data:`FRONT_END_SCOPE` denylisted (the mechanism
+  tf.lite.experimental.QuantizationDebugger uses; private API, hence the
+  pinned TensorFlow), and every LOG by op type: a LOG that writes a
+  signature output carries the signature's name, not the scope's."""
+  sigs = module.signatures()
+  with tempfile.TemporaryDirectory() as td:
+    tf.saved_model.save(module, td, signatures=sigs)
+    conv = tf.lite.TFLiteConverter.from_saved_model(td, signature_keys=list(sigs))
+    if representative is None:
+      return conv.convert()
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+                                      tf.lite.OpsSet.TFLITE_BUILTINS]
+    conv._experimental_calibrate_only = True  # pylint: disable=protected-access
+    calibrated = conv.convert()
+  from tensorflow.lite.python import convert as lite_convert
+  deny = frontend_node_names(calibrated)
+  if not deny:
+    raise RuntimeError("front-end ops not found; cannot keep them float")
+  return lite_convert.mlir_quantize(
+      calibrated, denylisted_nodes=deny, denylisted_ops=["LOG"],
+      disable_per_channel_for_dense_layers=not convert.PER_CHANNEL_DENSE)
+
+
+class StagedPhoneModule(tf.Module):
+  """The staged phone model: ``front_end`` (audio -> features) runs once
+  per window, ``stage_k`` maps features (k = 1) or ``block{k-1}_act`` to
+  ``exit_k`` and ``block{k}_act`` (the last stage: ``exit_K`` only), and
+  ``full`` (audio -> every exit) is the one-call model. The stages are
+  :func:`nsl_ser.micro.stage_model` of the network, so weights are shared
+  and stopping at exit k costs the front end + blocks 1..k + heads 1..k."""
+
+  def __init__(self, model: keras.Model, front_end: FrontEndConfig,
+               dft: str = "fft"):
+    super().__init__()
+    self.model = model  # tracks the variables once
+    self.log_mel = LogMel(front_end, dft=dft, name="log_mel")
+    self.stages = [micro.stage_model(model, k)
+                   for k in range(1, len(convert.output_names(model)) + 1)]
+    audio = tf.TensorSpec([1, front_end.clip_samples], tf.float32, name="audio")
+    self.functions = {"front_end": tf.function(self._front_end,
+                                               input_signature=[audio]),
+                      "full": tf.function(self._full, input_signature=[audio])}
+    for k, st in enumerate(self.stages, start=1):
+      spec = tf.TensorSpec([1, *st.input.shape[1:]], tf.float32,
+                           name=st.input.name.split(":")[0])
+      self.functions[f"stage_{k}"] = tf.function(
+          self._stage_fn(k), input_signature=[spec])
+
+  def _features(self, audio):
+    with tf.name_scope(FRONT_END_SCOPE):
+      return self.log_mel(audio)
+
+  def _front_end(self, audio):
+    return {"features": self._features(audio)}
+
+  def _run(self, k: int, x):
+    """{exit_k, block{k}_act (not for the last stage)}."""
+    out = self.stages[k - 1](x, training=False)
+    out = out if isinstance(out, (list, tuple)) else [out]
+    if len(out) == 1:
+      return {f"exit_{k}": out[0]}
+    return {f"block{k}_act": out[0], f"exit_{k}": out[1]}
+
+  def _stage_fn(self, k: int):
+    return lambda x: self._run(k, x)
+
+  def _full(self, audio):
+    x, out = self._features(audio), {}
+    for k in range(1, len(self.stages) + 1):
+      o = self._run(k, x)
+      out[f"exit_{k}"] = o[f"exit_{k}"]
+      x = o.get(f"block{k}_act")
+    return out
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    return {n: f.get_concrete_function() for n, f in self.functions.items()}
+
+  def representative(self, audio: np.ndarray
+                     ) -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
+    """Calibration inputs of every signature from float audio clips."""
+    for a in audio:
+      a = a[None].astype(np.float32)
+      yield "front_end", {"audio": a}
+      yield "full", {"audio": a}
+      x = self._features(tf.constant(a))
+      for k, st in enumerate(self.stages, start=1):
+        yield f"stage_{k}", {st.input.name.split(":")[0]: np.asarray(x)}
+        x = self._run(k, x).get(f"block{k}_act")
+
+
+def convert_staged_phone(model: keras.Model,
+                         front_end: FrontEndConfig = FrontEndConfig(),
+                         representative_audio: Optional[np.ndarray] = None,
+                         dft: str = "fft") -> bytes:
+  """The staged phone model (:class:`StagedPhoneModule`): float, or int8
+  PTQ of the stages (front end float, denylisted as in
+  :func:`convert_phone`) when ``representative_audio`` is given.
+  ``dft="fft"`` (RFFT2D, its Mel weights float16 in the int8 model:
+  :func:`half_front_end_weights`; about 149 KB in all) or ``"matmul"``
+  (int8-weight DFT; about 3x faster front end, about 260 KB more)."""
+  module = StagedPhoneModule(models.with_time_mean_pools(model), front_end, dft)
+  if representative_audio is None:
+    return _convert_audio_module(module)
+  data = _convert_audio_module(
+      module, lambda: module.representative(representative_audio))
+  if dft == "matmul":
+    return quantize_front_end(data, front_end)
+  return half_front_end_weights(data)
+
+
+def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:
+  """Weight-only int8 for the front end's DFT FULLY_CONNECTED.
+
+  The same hybrid form the converter's dynamic-range quantisation emits:
+  int8 weights per output channel, inputs quantised per frame at run time
+  (``asymmetric_quantize_inputs``), float output. Framing, power, Mel and
+  log stay float. Every signature's DFT op shares one weight buffer.
+  """
+  schema = litert.schema
+  lo, hi = mel_bin_range(front_end)
+  shape = [2 * (hi - lo), front_end.frame_length]  # FC weights: [out, in]
+  m = litert.model_t(data)
+  scales: Dict[int, List[float]] = {}  # weight buffer -> per-channel scales
+  for sg in m.subgraphs:
+    for op in sg.operators or []:
+      if litert.op_name(m, op.opcodeIndex) != "FULLY_CONNECTED":
+        continue
+      w = sg.tensors[op.inputs[1]]
+      if w.type != schema.TensorType.FLOAT32 or list(w.shape) != shape:
+        continue
+      if w.buffer not in scales:
+        buf = m.buffers[w.buffer]
+        x = np.frombuffer(bytes(buf.data), np.float32).reshape(shape)
+        scale = np.maximum(np.abs(x).max(axis=1), 1e-12) / 127.0
+        q = np.clip(np.round(x / scale[:, None]), -127, 127).astype(np.int8)
+        scales[w.buffer] = scale.astype(np.float32).tolist()
+        buf.data = np.frombuffer(q.tobytes(), np.uint8)
+      qp = schema.QuantizationParametersT()
+      qp.scale, qp.zeroPoint = scales[w.buffer], [0] * shape[0]
+      qp.quantizedDimension = 0
+      w.type, w.quantization = schema.TensorType.INT8, qp
+      op.builtinOptions.asymmetricQuantizeInputs = True
+  if not scales:
+    raise RuntimeError(f"no float DFT FULLY_CONNECTED with weights {shape}")
+  return litert.pack(m)
+
+
+def half_front_end_weights(data: bytes, min_elements: int = 4096) -> bytes:
+  """Stores the front end's large float32 FULLY_CONNECTED weights (the
+  Mel matrix of the RFFT front end) as float16, with a DEQUANTIZE to
+  float32 in front of the op (the form TFLite's float16 quantisation
+  emits; XNNPACK folds it). Halves their flash; relative weight error
+  below 5e-4. Every signature's copy shares one float16 buffer."""
+  schema = litert.schema
+  m = litert.model_t(data)
+  deq = next((i for i, c in enumerate(m.operatorCodes)
+              if max(c.builtinCode, c.deprecatedBuiltinCode)
+              == schema.BuiltinOperator.DEQUANTIZE), None)
+  if deq is None:
+    code = schema.OperatorCodeT()
+    code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.DEQUANTIZE
+    code.version = 3
+    m.operatorCodes.append(code)
+    deq = len(m.operatorCodes) - 1
+  halves: Dict[int, int] = {}  # float32 buffer -> float16 buffer
+  changed = 0
+  for sg in m.subgraphs:
+    ops = []
+    for op in sg.operators or []:
+      w = (sg.tensors[op.inputs[1]]
+           if litert.op_name(m, op.opcodeIndex) == "FULLY_CONNECTED" else None)
+      buf = m.buffers[w.buffer] if w is not None else None
+      if (w is None or w.type != schema.TensorType.FLOAT32 or buf.data is None
+          or len(buf.data) < 4 * min_elements
+          or not any(FRONT_END_SCOPE in part
+                     for part in w.name.decode().split(";"))):
+        ops.append(op)
+        continue
+      if w.buffer not in halves:
+        x = np.frombuffer(bytes(buf.data), np.float32).astype(np.float16)
+        nb = schema.BufferT()
+        nb.data = np.frombuffer(x.tobytes(), np.uint8)
+        m.buffers.append(nb)
+        halves[w.buffer] = len(m.buffers) - 1
+      h = schema.TensorT()
+      h.shape, h.type, h.buffer = list(w.shape), schema.TensorType.FLOAT16, halves[w.buffer]
+      h.name = w.name + b"_fp16"
+      f = schema.TensorT()
+      f.shape, f.type, f.buffer = list(w.shape), schema.TensorType.FLOAT32, 0
+      f.name = w.name + b"_fp32"
+      sg.tensors += [h, f]
+      d = schema.OperatorT()
+      d.opcodeIndex = deq
+      d.inputs, d.outputs = [len(sg.tensors) - 2], [len(sg.tensors) - 1]
+      ops += [d, op]
+      op.inputs = list(op.inputs)
+      op.inputs[1] = len(sg.tensors) - 1
+      changed += 1
+    sg.operators = ops
+  for b in halves:  # the float32 copies are no longer read
+    m.buffers[b].data = None
+  if not changed:
+    raise RuntimeError("no large float front-end FULLY_CONNECTED weights")
+  return litert.pack(m)
+
+
+def write_phone(w: Writer, model: keras.Model, int8_model: keras.Model,
+                front_end: FrontEndConfig, calibration_audio: np.ndarray,
+                int8_dft: str) -> None:
+  """``model_float.tflite`` and ``model_int8.tflite`` (from ``int8_model``,
+  the float model or its QAT copy): staged for models with exits, else one
+  signature."""
+  staged = len(convert.output_names(model)) > 1
+  for kind, rep in (("float", None), ("int8", calibration_audio)):
+    dft = "fft" if rep is None else int8_dft
+    m = model if rep is None else int8_model
+    data = (convert_staged_phone(m, front_end, rep, dft) if staged
+            else convert_phone(m, front_end, rep, dft))
+    w.add(f"model_{kind}.tflite", data, target="phone",
+          weights="float32" if rep is None else
+          "int8; front end float32" + (
+              " except its DFT weights (int8, hybrid)" if dft == "matmul"
+              else " except its Mel weights (float16)" if staged else ""),
+          front_end_dft=dft, layout="staged" if staged else "one signature",
+          input="audio", signatures=litert.io_spec(data))

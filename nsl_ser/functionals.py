@@ -1,0 +1,157 @@
+"""The functionals head: utterance statistics of the log-Mel features + a
+linear classifier, fused with the CNN's exits (pure numpy + scikit-learn).
+
+Why: on EmoDB a linear model on these 323 numbers beats the CNN student on
+the same front end (experiments/results/functionals.md), and the two make
+different mistakes: their product beats both at every exit
+(experiments/results/accuracy.md, row ``average+speed+functionals``).
+
+* :func:`functionals`: per band over the speech frames of the whole
+  utterance (:func:`nsl_ser.normalization.speech_frames`): mean, std,
+  10th / 50th / 90th percentiles, and mean, std, mean |.| of the
+  frame-to-frame difference; plus the std and 90-10 range of the mean
+  log-Mel contour and the speech duration (s).
+* :class:`LinearHead`: multinomial logistic regression on functionals
+  standardised with the training statistics (``reference``). In the
+  speaker-calibrated regime a speaker's functionals are first mapped onto
+  the reference with that speaker's own functionals statistics
+  (:func:`nsl_ser.normalization.calibrate` with :data:`FLOOR`, the same
+  affine contract as the log-Mel calibration; one :class:`~nsl_ser.normalization.BandStats` of
+  2 x 323 floats a speaker, updated clip by clip).
+* :func:`fuse`: product of experts, ``p_k * q / sum(p_k * q)``, for every
+  exit k of the CNN.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from nsl_ser import normalization
+from nsl_ser.normalization import BandStats
+
+PERCENTILES = (10.0, 50.0, 90.0)
+# Inverse regularisation strengths tried on the validation speakers.
+CS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
+EPS = 1e-9
+# Variance floor of the standardisation: plain z-scores (as scikit-learn's
+# StandardScaler and the openSMILE + SVM baselines), not the log-Mel
+# calibration's 1e-3, which would shrink the small-variance functionals
+# (the frame-difference means).
+FLOOR = 1e-12
+
+
+def num_functionals(bands: int) -> int:
+  return bands * (5 + 3) + 3
+
+
+def functionals(clip: np.ndarray, hop_s: float) -> np.ndarray:
+  """The functionals of one whole [frames, bands] log-Mel clip (float64)."""
+  s = np.asarray(normalization.speech_frames(clip), np.float64)
+  d = np.diff(s, axis=0) if len(s) > 1 else np.zeros((1, s.shape[1]))
+  e = s.mean(axis=1)
+  return np.concatenate([
+      s.mean(0), s.std(0), *np.percentile(s, PERCENTILES, axis=0),
+      d.mean(0), d.std(0), np.abs(d).mean(0),
+      [e.std(), np.percentile(e, 90) - np.percentile(e, 10), len(s) * hop_s]])
+
+
+def of_clips(clips: Sequence[np.ndarray], hop_s: float) -> np.ndarray:
+  """[N, num_functionals] for whole clips."""
+  return np.stack([functionals(c, hop_s) for c in clips])
+
+
+def speaker_stats(x: np.ndarray, speakers: Sequence[str]) -> dict:
+  """{speaker: BandStats of that speaker's functionals (one row a clip)}."""
+  speakers = np.asarray(speakers).astype(str)
+  return {s: BandStats.of(x[speakers == s]) for s in np.unique(speakers)}
+
+
+def calibrate_by_speaker(x: np.ndarray, speakers: Sequence[str],
+                         stats: Mapping[str, BandStats], reference: BandStats
+                         ) -> np.ndarray:
+  """Each speaker's functionals mapped onto ``reference`` with its own
+  statistics (the speaker-calibrated regime)."""
+  return normalization.calibrate_by_speaker(x, speakers, stats, reference, FLOOR)
+
+
+@dataclasses.dataclass
+class LinearHead:
+  """Softmax regression on standardised functionals."""
+  coef: np.ndarray       # [classes, num_functionals]
+  intercept: np.ndarray  # [classes]
+  reference: BandStats   # training functionals: standardisation
+  hop_s: float
+  C: float
+
+  def log_probs(self, x: np.ndarray) -> np.ndarray:
+    """Log-probabilities [N, classes] of functionals ``x`` (already
+    calibrated for their speaker in the speaker regime)."""
+    z = (np.asarray(x, np.float64) - self.reference.mean) / np.sqrt(
+        np.maximum(self.reference.var, FLOOR))
+    logits = z @ self.coef.T + self.intercept
+    logits -= logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+  def probs(self, x: np.ndarray) -> np.ndarray:
+    return np.exp(self.log_probs(x))
+
+  def to_dict(self) -> dict:
+    return {"coef": self.coef.tolist(), "intercept": self.intercept.tolist(),
+            "reference": self.reference.to_dict(), "hop_s": self.hop_s,
+            "C": self.C, "functionals": "nsl_ser.functionals.functionals",
+            "percentiles": list(PERCENTILES)}
+
+  @classmethod
+  def from_dict(cls, d: Mapping) -> "LinearHead":
+    coef = np.asarray(d["coef"], np.float64)
+    intercept = np.asarray(d["intercept"], np.float64)
+    ref = BandStats.from_dict(d["reference"])
+    if coef.shape != (len(intercept), len(ref.mean)):
+      raise ValueError(f"functionals head: coef {coef.shape} does not match "
+                       f"{len(intercept)} classes x {len(ref.mean)} functionals")
+    return cls(coef, intercept, ref, float(d["hop_s"]), float(d["C"]))
+
+
+def _fit(z: np.ndarray, y: np.ndarray, C: float):
+  from sklearn.linear_model import LogisticRegression
+  return LogisticRegression(C=C, class_weight="balanced", max_iter=5000).fit(z, y)
+
+
+def fit_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+             y_val: np.ndarray, num_classes: int, hop_s: float,
+             reference: Optional[BandStats] = None,
+             cs: Sequence[float] = CS, refit_on_val: bool = True) -> LinearHead:
+  """C chosen by validation UAR, then refit on train + validation (the
+  protocol of the openSMILE + SVM baselines). ``reference``: the
+  standardisation statistics (default: the training rows'). Every class
+  must occur in the training rows."""
+  from nsl_ser.evaluation import uar
+  missing = sorted(set(range(num_classes)) - set(np.unique(y_train).tolist()))
+  if missing:
+    raise ValueError(f"functionals head: classes {missing} have no training clip")
+  ref = reference or BandStats.of(x_train)
+  std = lambda x: (x - ref.mean) / np.sqrt(np.maximum(ref.var, FLOOR))
+  zt, zv = std(x_train), std(x_val)
+  best = max(cs, key=lambda c: uar(y_val, _fit(zt, y_train, c).predict(zv),
+                                   num_classes))
+  z, y = ((np.concatenate([zt, zv]), np.concatenate([y_train, y_val]))
+          if refit_on_val else (zt, y_train))
+  m = _fit(z, y, best)
+  return LinearHead(m.coef_.astype(np.float64), m.intercept_.astype(np.float64),
+                    ref, hop_s, float(best))
+
+
+def fuse(exit_probs: Sequence[np.ndarray] | np.ndarray,
+         head_probs: np.ndarray) -> List[np.ndarray] | np.ndarray:
+  """Product of experts of each exit's probabilities with the head's,
+  renormalised (a list for a list)."""
+  def one(p):
+    lp = np.log(np.asarray(p, np.float64) + EPS) + np.log(head_probs + EPS)
+    lp -= lp.max(axis=-1, keepdims=True)
+    q = np.exp(lp)
+    return (q / q.sum(axis=-1, keepdims=True)).astype(np.float32)
+  if isinstance(exit_probs, (list, tuple)):
+    return [one(p) for p in exit_probs]
+  return one(exit_probs)

@@ -94,3 +94,50 @@ def test_calibration_keeps_functionals_statistics(emodb_files, tmp_path):
   np.testing.assert_allclose(back.functionals.mean, stats.functionals.mean)
   np.testing.assert_allclose(back.functionals.var, stats.functionals.var, rtol=1e-9)
   np.testing.assert_allclose(back.mean, stats.mean)
+
+
+def test_c_head_matches_numpy(emodb, tmp_path):
+  """The C99 head (nsl_ser.micro_functionals), built with the system
+  compiler, gives the numpy functionals, probabilities and fusion on real
+  clips' features: whole clips, and 3 s windows padded with the log floor."""
+  from nsl_ser import micro_functionals as mf
+  u, x = emodb["utts"], emodb["x"]
+  k = len(emodb["labels"])
+  sp = splits.get_split("emodb", 0)
+  tr, va = (np.isin(u.speakers, list(getattr(sp, p))) for p in ("train", "val"))
+  ref = normalization.BandStats.of(x[tr])
+  head = functionals.fit_head(x[tr], u.labels[tr], x[va], u.labels[va], k, HOP_S, ref)
+  src = tmp_path / "fx"
+  src.mkdir()
+  for name, text in mf.sources(head, FE).items():
+    (src / name).write_text(text)
+  lib = mf.CFunctionals(mf.build_library(str(src), str(tmp_path / "libfx.so")),
+                        x.shape[1], k)
+  clips = [c[:FE.num_frames] for c in u.clips(0)[::25]]
+  pad = np.log(FE.log_floor)
+  clips.append(np.concatenate([np.full((50, FE.num_mel_bins), pad, np.float32),
+                               u.clips(0)[3][:200],
+                               np.full((48, FE.num_mel_bins), pad, np.float32)]))
+  worst_f = worst_p = 0.0
+  for c in clips:
+    f_np = functionals.functionals(c, HOP_S)
+    f_c = lib.functionals(c)
+    worst_f = max(worst_f, float(np.max(np.abs(f_c - f_np) / (1 + np.abs(f_np)))))
+    p_np = head.probs(f_np[None])[0]
+    p_c = lib.probs(f_c)
+    worst_p = max(worst_p, float(np.abs(p_c - p_np).max()))
+    e = np.full(k, 1.0 / k, np.float32)
+    e[0] = 0.5
+    e /= e.sum()
+    np.testing.assert_allclose(lib.fuse(p_c, e), functionals.fuse(e, p_c), atol=1e-6)
+  assert worst_f < 1e-5 and worst_p < 1e-4, (worst_f, worst_p)
+  # a calibrated speaker: the head applies x * scale + shift first
+  stats = functionals.speaker_stats(x, u.speakers)[str(u.speakers[0])]
+  scale, shift = normalization.affine(stats, ref, functionals.FLOOR)
+  lib.set_calibration(scale, shift)
+  f = functionals.functionals(clips[0], HOP_S)
+  np.testing.assert_allclose(lib.probs(f.astype(np.float32)),
+                             head.probs((f * scale + shift)[None])[0], atol=1e-4)
+  lib.set_calibration(None, None)
+  np.testing.assert_allclose(lib.probs(f.astype(np.float32)),
+                             head.probs(f[None])[0], atol=1e-4)

@@ -99,6 +99,14 @@ def test_outputs_and_report(resumed_run, data_dir):
   for e in p.exits:
     np.testing.assert_allclose(p.exit_probs(e, w), functionals.fuse(
         p.run_exit(e, w), p.head_probs), rtol=1e-5)
+  # the exported C head (micro/front_end/functionals.*) gives the same
+  from nsl_ser import micro_functionals
+  src = os.path.join(work, "tflite", "micro", "front_end")
+  assert "micro/front_end/functionals.c" in side["files"]
+  lib = micro_functionals.CFunctionals(micro_functionals.build_library(
+      src, os.path.join(work, "libfx.so")), p.head.coef.shape[1], len(p.labels))
+  np.testing.assert_allclose(lib.probs(lib.functionals(feats)), p.head_probs,
+                             atol=1e-4)
   assert f"one-call full model {lat['full']:.2f} ms" in report
   m = json.load(open(os.path.join(work, "run_manifest.json")))
   for entry in m["stages"].values():

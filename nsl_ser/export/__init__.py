@@ -97,7 +97,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   is_qat = quant["method"] == "qat"
   w = Writer(out_dir)
   write_phone(w, model, q, fe, calibration_audio, cfg.int8_dft)
-  micro_info = write_micro(w, q, cal_feats, fe, is_qat) if cfg.micro else None
+  micro_info = (write_micro(w, q, cal_feats, fe, is_qat, functionals_head)
+                if cfg.micro else None)
   if cfg.edgetpu:
     write_edgetpu(w, q, cal_feats)
   w.add("labels.txt", "".join(l + "\n" for l in labels).encode())

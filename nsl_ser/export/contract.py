@@ -28,6 +28,13 @@ DEVICE_CONTRACT = (
 MICRO_USAGE = (
     "Compute the int8 features with micro/front_end (nsl_fe_compute, "
     "nsl_fe_quantize; nsl_fe_set_calibration for a calibrated speaker). "
+    "With a functionals head (micro/front_end/functionals.h): "
+    "nsl_fx_compute on the uncalibrated float features (for a calibrated "
+    "speaker: compute them with nsl_fe_set_calibration(0, 0), take the "
+    "functionals, then apply the band calibration x * scale + shift "
+    "yourself before nsl_fe_quantize), nsl_fx_probs, and "
+    "nsl_fx_fuse into every exit's dequantised probabilities before the "
+    "confidence test (nsl_fx_set_calibration for a calibrated speaker). "
     "Run stage 1 on the int8 features and read exit_1; to go deeper, copy "
     "stage k's int8 block{k}_act output unchanged into stage k+1's input "
     "(the qparams are identical by construction). arena_bytes is the "

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from nsl_ser import litert, micro, micro_front_end
+from typing import Optional
+
+from nsl_ser import functionals, litert, micro, micro_front_end, micro_functionals
 from nsl_ser.compat import keras
 from nsl_ser.export.contract import MICRO_USAGE
 from nsl_ser.export.files import Writer
@@ -12,11 +14,13 @@ from nsl_ser.features import FrontEndConfig
 
 
 def write_micro(w: Writer, model: keras.Model, cal_feats: np.ndarray,
-                front_end: FrontEndConfig, qat: bool = False) -> dict:
+                front_end: FrontEndConfig, qat: bool = False,
+                functionals_head: Optional[dict] = None) -> dict:
   """``micro/stage_k_int8.tflite`` + ``micro/stage_k/model_data.{cc,h}``
-  for every stage, and ``micro/front_end/``; returns the sidecar's
-  ``micro`` entry. ``qat``: the model is a QAT copy whose stage
-  boundaries carry trained ranges."""
+  for every stage, and ``micro/front_end/`` (with the functionals head's
+  C sources when the model has one); returns the sidecar's ``micro``
+  entry. ``qat``: the model is a QAT copy whose stage boundaries carry
+  trained ranges."""
   stages = micro.build_stages(model, cal_feats, pin_boundaries=qat)
   bounds = micro.check_boundaries(stages)
   if not all(b["equal"] for b in bounds):
@@ -39,6 +43,10 @@ def write_micro(w: Writer, model: keras.Model, cal_feats: np.ndarray,
   for name, text in micro_front_end.sources(front_end, qp.scale,
                                             qp.zero_point).items():
     w.add(f"micro/front_end/{name}", text.encode(), target="mcu")
+  if functionals_head:
+    head = functionals.LinearHead.from_dict(functionals_head)
+    for name, text in micro_functionals.sources(head, front_end).items():
+      w.add(f"micro/front_end/{name}", text.encode(), target="mcu")
   return {"stages": len(stages), "boundaries": bounds, "arena_bytes": arenas,
           "front_end": "micro/front_end (C99: nsl_ser.micro_front_end)",
           "usage": MICRO_USAGE}

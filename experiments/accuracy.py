@@ -349,30 +349,25 @@ FUSED = "+functionals"
 
 class Heads:
   """The functionals head of every (regime, fold), fitted once (it does
-  not depend on the CNN's seed): C on the validation speakers, refit on
-  train + validation; the speaker regime calibrates every speaker's
-  functionals with its own statistics first."""
+  not depend on the CNN's seed): :func:`nsl_ser.functionals.fit_on_speakers`."""
 
   def __init__(self, utts: augment.Utterances, fe: FrontEndConfig):
     self.hop_s = fe.hop_ms / 1000.0
     self.x = functionals.of_clips(utts.clips(0), self.hop_s)
     self.row = {i: k for k, i in enumerate(utts.ids)}
     self.y, self.speakers = utts.labels, utts.speakers
-    self.stats = functionals.speaker_stats(self.x, self.speakers)
     self._cache: Dict[tuple, tuple] = {}
 
   def probs(self, regime: str, split, ids, num_classes: int) -> np.ndarray:
-    """The head's probabilities for utterances ``ids`` (test speakers)."""
+    """The head's probabilities for utterances ``ids`` (test speakers, in
+    the regime's form)."""
     key = (regime, tuple(sorted(split.train)), tuple(sorted(split.val)))
     if key not in self._cache:
-      tr, va = (np.isin(self.speakers, list(s)) for s in (split.train, split.val))
-      ref = normalization.BandStats.of(self.x[tr])
-      x = (self.x if regime == "global" else functionals.calibrate_by_speaker(
-          self.x, self.speakers, self.stats, ref))
-      head = functionals.fit_head(x[tr], self.y[tr], x[va], self.y[va],
-                                  num_classes, self.hop_s, ref)
-      self._cache[key] = (head, x)
-    head, x = self._cache[key]
+      self._cache[key] = functionals.fit_on_speakers(
+          self.x, self.y, self.speakers, split.train, split.val, regime,
+          num_classes, self.hop_s)
+    head, forms = self._cache[key]
+    x = forms["calibrated" if regime == "speaker" else "independent"]
     return head.probs(x[[self.row[i] for i in ids]])
 
 

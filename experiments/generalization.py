@@ -34,13 +34,13 @@ import dataclasses
 import json
 import os
 import time
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (confidence, evaluation, models, normalization, pooled,
-                     recipe, source, splits)
+from nsl_ser import (confidence, evaluation, functionals, models,
+                     normalization, pooled, recipe, source, splits)
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.prepare import PrepareConfig, atomic_write_text, prepare
 from nsl_ser.results import markdown_table, write_results
@@ -55,6 +55,9 @@ flags.DEFINE_list("settings", None, "Settings (default: all).")
 flags.DEFINE_string("part", None, "Write raw runs here instead of results.")
 flags.DEFINE_list("merge", None, "Merge these part files into the results.")
 flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
+flags.DEFINE_bool("functionals", True,
+                  "Also score every model fused with the functionals head "
+                  "(nsl_ser.functionals): settings NAME+functionals.")
 flags.DEFINE_string("default_regime", "speaker",
                     "Regime of the shipped default model (its ECE row).")
 flags.DEFINE_string("default_model", "tflite_models/default/model.json",
@@ -68,6 +71,9 @@ MODES = ("independent", "calibrated")
 # ../shared/notes/baselines.md: openSMILE functionals + linear SVM.
 BASELINES = {("ravdess_to_emodb", "independent"): "eGeMAPS 27.9, ComParE 19.6",
              ("ravdess_to_emodb", "calibrated"): "eGeMAPS 53.4, ComParE 49.2"}
+
+
+FUSED = "+functionals"
 
 
 def settings() -> Dict[str, splits.Split]:
@@ -100,11 +106,17 @@ def load() -> pooled.Pool:
 
 
 def scores(model, x: Dict[str, np.ndarray], y: Dict[str, np.ndarray],
-           corpus: np.ndarray, labels) -> dict:
+           corpus: np.ndarray, labels, head: Optional[Dict[str, np.ndarray]] = None
+           ) -> dict:
   """Per exit: test UAR/WA (+ per corpus), ECE before/after a temperature
-  fitted on the validation speakers, reliability bins after."""
+  fitted on the validation speakers, reliability bins after. ``head``
+  ({val, test}: the functionals head's probabilities): every exit fused
+  with it first (:func:`nsl_ser.functionals.fuse`)."""
   val = model.predict(x["val"], verbose=0)
   test = model.predict(x["test"], verbose=0)
+  if head is not None:
+    val, test = functionals.fuse(list(val), head["val"]), functionals.fuse(
+        list(test), head["test"])
   out = {}
   for name, pv, pt in zip(models.exit_names(model), val, test):
     t = confidence.fit_temperature(pv, y["val"])
@@ -122,10 +134,26 @@ def scores(model, x: Dict[str, np.ndarray], y: Dict[str, np.ndarray],
   return out
 
 
+def head_probs(pool: pooled.Pool, fx: np.ndarray, split, regime: str,
+               parts, hop_s: float) -> Dict[str, Dict[str, np.ndarray]]:
+  """The functionals head trained like the CNN
+  (:func:`nsl_ser.functionals.fit_on_speakers`): {mode: {val, test:
+  probabilities}}, speakers raw (independent) or calibrated."""
+  u = pool.utts
+  head, forms = functionals.fit_on_speakers(
+      fx, u.labels, u.speakers, split.train, split.val, regime,
+      len(pool.labels), hop_s)
+  row = {i: k for k, i in enumerate(u.ids)}
+  return {m: {p: head.probs(forms[m][[row[i] for i in parts[p].ids]])
+              for p in ("val", "test")} for m in MODES}
+
+
 def run(regimes, names) -> List[dict]:
   fe = FrontEndConfig()
   pool = load()
   logging.info("pool: %s", pooled.counts(pool))
+  hop_s = fe.hop_ms / 1000.0
+  fx = functionals.of_clips(pool.utts.clips(0), hop_s)
   rows = []
   for name in names:
     split = settings()[name]
@@ -142,6 +170,8 @@ def run(regimes, names) -> List[dict]:
                            c.reference)) for p in ("val", "test")}
                for m in MODES}
       y = {p: c.parts[p].labels for p in ("val", "test")}
+      hp = (head_probs(pool, fx, split, regime, c.parts, hop_s)
+            if F.functionals else None)
       for seed in range(F.seeds):
         r = dataclasses.replace(rc, train=dataclasses.replace(rc.train, seed=seed))
         t0 = time.time()
@@ -157,6 +187,16 @@ def run(regimes, names) -> List[dict]:
                      {m: round(list(v.values())[-1]["uar"], 1)
                       for m, v in row["modes"].items()}, row["wall_s"])
         rows.append(row)
+        if hp is not None:
+          rows.append({**row, "setting": row["setting"] + FUSED,
+                       "modes": {m: scores(model, forms[m], y, test_corpus,
+                                           pool.labels, hp[m]) for m in MODES},
+                       "head_only": {m: evaluation.report(
+                           y["test"], hp[m]["test"], pool.labels)["uar"]
+                                     for m in MODES}})
+          logging.info("  fused with the functionals head: %s", {
+              m: round(list(v.values())[-1]["uar"], 1)
+              for m, v in rows[-1]["modes"].items()})
         if F.part:
           atomic_write_text(F.part, json.dumps(rows, indent=1, default=float))
   return rows
@@ -303,6 +343,11 @@ def summarize(rows: List[dict], wall: float) -> None:
       "default_model_bytes": size,
       "wall_s": wall,
   }
+  for n in ("ravdess_to_emodb", "emodb_to_ravdess", "union_heldout"):
+    for mode in MODES:
+      summary[f"{n}_{mode}_fused"] = get(f"{n}{FUSED}/{g}/{mode}")
+      hs = [r["head_only"][mode] for r in sel(n + FUSED, g) if "head_only" in r]
+      summary[f"{n}_{mode}_head_only"] = float(np.mean(hs)) if hs else nan
   write_results("generalization", summary,
                 {"aggregate": agg, "temperatures": temps,
                  "temperature_helps": helps,

@@ -24,7 +24,7 @@ different mistakes: their product beats both at every exit
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Mapping, Optional, Sequence
+from typing import Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -141,6 +141,26 @@ def fit_head(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
   m = _fit(z, y, best)
   return LinearHead(m.coef_.astype(np.float64), m.intercept_.astype(np.float64),
                     ref, hop_s, float(best))
+
+
+def fit_on_speakers(x: np.ndarray, labels: np.ndarray, speakers: Sequence[str],
+                    train: Iterable[str], val: Iterable[str], regime: str,
+                    num_classes: int, hop_s: float):
+  """The head of a speaker split, trained like the CNN of that regime:
+  ``x`` [N, num_functionals] of every utterance (every speaker, for the
+  calibration statistics), standardised with the training speakers'
+  statistics; in the ``speaker`` regime every speaker's functionals are
+  first mapped onto them with its own (:func:`calibrate_by_speaker`).
+  Returns (head, {"independent": x, "calibrated": every speaker
+  calibrated}): score test rows raw or calibrated."""
+  speakers = np.asarray(speakers).astype(str)
+  tr = np.isin(speakers, [str(s) for s in train])
+  va = np.isin(speakers, [str(s) for s in val])
+  ref = BandStats.of(x[tr])
+  cal = calibrate_by_speaker(x, speakers, speaker_stats(x, speakers), ref)
+  xt = cal if regime == "speaker" else x
+  head = fit_head(xt[tr], labels[tr], xt[va], labels[va], num_classes, hop_s, ref)
+  return head, {"independent": x, "calibrated": cal}
 
 
 def fuse(exit_probs: Sequence[np.ndarray] | np.ndarray,

@@ -178,14 +178,10 @@ def functionals_head(model: keras.Model, c: Corpus, regime: str,
   from nsl_ser import evaluation, functionals
   utts = c.utterances
   hop_s = front_end.hop_ms / 1000.0
-  x = functionals.of_clips(utts.clips(0), hop_s)
-  tr, va = (np.isin(utts.speakers, list(s)) for s in (c.split.train, c.split.val))
-  ref = normalization.BandStats.of(x[tr])
-  if regime == "speaker":
-    x = functionals.calibrate_by_speaker(
-        x, utts.speakers, functionals.speaker_stats(x, utts.speakers), ref)
-  head = functionals.fit_head(x[tr], utts.labels[tr], x[va], utts.labels[va],
-                              len(c.labels), hop_s, ref)
+  head, forms = functionals.fit_on_speakers(
+      functionals.of_clips(utts.clips(0), hop_s), utts.labels, utts.speakers,
+      c.split.train, c.split.val, regime, len(c.labels), hop_s)
+  x = forms["calibrated" if regime == "speaker" else "independent"]
   row = {i: k for k, i in enumerate(utts.ids)}
   fused = {}
   for p in ("val", "test"):

@@ -247,7 +247,7 @@ def run(regimes, names) -> List[dict]:
   stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
   configs = configurations(F.epochs)
   src = SourceModels(fe) if any(n in SOURCE_ROWS for n in names) else None
-  heads = Heads(utts, fe) if any(n in F.fuse for n in names) else None
+  heads = Heads(arrays, fe) if any(n in F.fuse for n in names) else None
   rows = []
   for regime in regimes:
     for name in names:
@@ -325,7 +325,8 @@ def _ms(values) -> str:
 
 ROW_NOTES = {
     "average+speed+functionals": "the same models fused (product of experts, "
-    "every exit) with the functionals head: 323 log-Mel utterance statistics "
+    "every exit) with the functionals head: 323 statistics of the same 3 s "
+    "log-Mel window "
     "+ logistic regression (nsl_ser.functionals)",
     "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
     "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",
@@ -349,13 +350,14 @@ FUSED = "+functionals"
 
 class Heads:
   """The functionals head of every (regime, fold), fitted once (it does
-  not depend on the CNN's seed): :func:`nsl_ser.functionals.fit_on_speakers`."""
+  not depend on the CNN's seed): :func:`nsl_ser.functionals.fit_on_speakers`
+  on the centre crops the CNN sees (what the deployed models see)."""
 
-  def __init__(self, utts: augment.Utterances, fe: FrontEndConfig):
+  def __init__(self, arrays: data.Arrays, fe: FrontEndConfig):
     self.hop_s = fe.hop_ms / 1000.0
-    self.x = functionals.of_clips(utts.clips(0), self.hop_s)
-    self.row = {i: k for k, i in enumerate(utts.ids)}
-    self.y, self.speakers = utts.labels, utts.speakers
+    self.x = functionals.of_clips(arrays.features, self.hop_s)  # centre crops
+    self.row = {i: k for k, i in enumerate(arrays.ids)}
+    self.y, self.speakers = arrays.labels, arrays.speakers
     self._cache: Dict[tuple, tuple] = {}
 
   def probs(self, regime: str, split, ids, num_classes: int) -> np.ndarray:

@@ -1,13 +1,14 @@
 """The functionals head: utterance statistics of the log-Mel features + a
 linear classifier, fused with the CNN's exits (pure numpy + scikit-learn).
 
-Why: on EmoDB a linear model on these 323 numbers beats the CNN student on
-the same front end (experiments/results/functionals.md), and the two make
-different mistakes: their product beats both at every exit
+Why: on EmoDB a linear model on these 323 numbers is as good as the CNN
+student on the same 3 s windows (experiments/results/functionals.md), and
+the two make different mistakes: their product beats the CNN at every
+exit and both at the deepest
 (experiments/results/accuracy.md, row ``average+speed+functionals``).
 
-* :func:`functionals`: per band over the speech frames of the whole
-  utterance (:func:`nsl_ser.normalization.speech_frames`): mean, std,
+* :func:`functionals`: per band over the speech frames of a clip or window
+  (:func:`nsl_ser.normalization.speech_frames`): mean, std,
   10th / 50th / 90th percentiles, and mean, std, mean |.| of the
   frame-to-frame difference; plus the std and 90-10 range of the mean
   log-Mel contour and the speech duration (s).

@@ -188,7 +188,10 @@ def write_report(work_dir: str, out_dir: str,
                  f"audio in, median of one window: one-call full model "
                  f"{full_ms:.2f} ms; stopping at "
                  + ", ".join(f"{e} {lat[e]:.2f} ms" for e in exits)
-                 + ". The adaptive policy's mean is over the test clips.\n\n")
+                 + ". The adaptive policy's mean is over the test clips."
+                 + (f" The functionals head adds {lat['functionals_head']:.2f} ms "
+                    "a window (numpy, not in these times)."
+                    if "functionals_head" in lat else "") + "\n\n")
     parts.append(markdown_table(
         ["τ", "UAR %", "exit shares", "mean ms", "ms / full", "MACs / full"],
         [[c["tau"], c["uar"], " / ".join(f"{s:.2f}" for s in c["exit_share"]),

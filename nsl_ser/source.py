@@ -56,7 +56,6 @@ class Corpus:
   inputs: Dict[str, np.ndarray]
   stats: Dict[str, normalization.BandStats]
   reference: normalization.BandStats
-  utterances: Optional[augment.Utterances] = None  # every speaker, whole
   split: Optional[splits.Split] = None
 
 
@@ -70,7 +69,7 @@ def make_corpus(labels: list, utts: augment.Utterances, arrays: data.Arrays,
   parts = {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
   inputs = {p: recipe_lib.model_inputs(a, rc.regime, stats, reference)
             for p, a in parts.items()}
-  return Corpus(labels, train, parts, inputs, stats, reference, utts, split)
+  return Corpus(labels, train, parts, inputs, stats, reference, split)
 
 
 def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
@@ -174,18 +173,24 @@ def functionals_head(model: keras.Model, c: Corpus, regime: str,
   """The functionals head fitted on ``c``'s training speakers (C on the
   validation speakers, refit on both; speaker regime: every speaker's
   functionals calibrated with its own statistics onto the training
-  ones), and {partition: {exit: UAR}} of ``model`` fused with it."""
+  ones), on the centre crops the CNN and the deployed models see; and
+  {partition: {exit: UAR}} of ``model`` fused with it."""
   from nsl_ser import evaluation, functionals
-  utts = c.utterances
   hop_s = front_end.hop_ms / 1000.0
+  parts = ("train", "val", "test")
+  feats = np.concatenate([c.parts[p].features for p in parts])
+  labels = np.concatenate([c.parts[p].labels for p in parts])
+  speakers = np.concatenate([c.parts[p].speakers for p in parts])
   head, forms = functionals.fit_on_speakers(
-      functionals.of_clips(utts.clips(0), hop_s), utts.labels, utts.speakers,
-      c.split.train, c.split.val, regime, len(c.labels), hop_s)
+      functionals.of_clips(feats, hop_s), labels, speakers, c.split.train,
+      c.split.val, regime, len(c.labels), hop_s)
   x = forms["calibrated" if regime == "speaker" else "independent"]
-  row = {i: k for k, i in enumerate(utts.ids)}
+  start = np.cumsum([0] + [len(c.parts[p].labels) for p in parts])
   fused = {}
-  for p in ("val", "test"):
-    hp = head.probs(x[[row[i] for i in c.parts[p].ids]])
+  for i, p in enumerate(parts):
+    if p == "train":
+      continue
+    hp = head.probs(x[start[i]:start[i + 1]])
     probs = model.predict(c.inputs[p], verbose=0)
     probs = probs if isinstance(probs, list) else [probs]
     fused[p] = {n: evaluation.report(c.parts[p].labels, q, c.labels)["uar"]

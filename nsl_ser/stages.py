@@ -188,6 +188,11 @@ def run_evaluate(cfg: RunConfig) -> Dict:
       c["mean_ms"] = m["mean_cost"]
     result["latency_ms"] = {**ms, "threads": 1, "input": "audio",
                             "statistic": "median of one window"}
+    if "head_only" in result:  # the head runs once per window, in numpy
+      f0 = feats[0]
+      result["latency_ms"]["functionals_head"] = litert.median_ms(
+          lambda: head.probs(functionals.functionals(f0, head.hop_s)[None]),
+          10 if cfg.quick else 50, 5)
   atomic_write_text(cfg.path("evaluation.json"), json.dumps(result, indent=2))
   return {e: round(r["uar"], 2) for e, r in per_exit.items()}
 

@@ -84,6 +84,7 @@ def test_outputs_and_report(resumed_run, data_dir):
   assert "accuracy against measured latency" in report
   # the functionals head travels in the sidecar; evaluate and predict fuse it
   assert ev["fused"] and set(ev["per_exit_cnn"]) == set(side["exits"])
+  assert lat["functionals_head"] > 0 and "functionals head adds" in report
   assert "functionals head" in side["functionals_head"]["fusion"]
   from nsl_ser import functionals, predict
   p = predict.load_predictor(os.path.join(work, "tflite", "model_int8.tflite"))

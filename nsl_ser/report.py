@@ -160,8 +160,8 @@ def write_report(work_dir: str, out_dir: str,
   parts.append(f"\n## Student with early exits (int8 phone model, fold {ev['fold']} "
                f"test speakers, n={ev['n']})\n\n")
   if ev.get("fused"):
-    parts.append("Every exit fused with the functionals head (323 log-Mel "
-                 "utterance statistics + logistic regression, "
+    parts.append("Every exit fused with the functionals head (323 statistics of "
+                 "the log-Mel window + logistic regression, "
                  "`nsl_ser.functionals`), as `nsl-ser predict` does; the CNN "
                  f"alone and the head alone (UAR {ev['head_only']['uar']:.1f} %) "
                  "for comparison.\n\n")

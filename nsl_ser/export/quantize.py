@@ -41,9 +41,9 @@ def int8_source(model: keras.Model, mode: str, calibration_features: np.ndarray,
 
   ``"ptq"``: ``model`` itself. ``"qat"``: the QAT copy, fine-tuned on
   ``qat_data``'s training speakers (epoch chosen on its validation
-  speakers). ``labels``: the export's classes. ``"auto"``: the same copy, compared with PTQ as full-int8
+  speakers). ``"auto"``: the same copy, compared with PTQ as full-int8
   feature models on the validation speakers; used only when it wins
-  (:func:`nsl_ser.qat.choose`).
+  (:func:`nsl_ser.qat.choose`). ``labels``: the export's classes.
   """
   if mode not in MODES:
     raise ValueError(f"quantization must be one of {MODES}, got {mode!r}")

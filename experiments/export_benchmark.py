@@ -235,12 +235,12 @@ def main(argv):
         litert.staged_call(alt_phone, a1, k), F.runs, F.warmup)
   latency[f"phone_int8_{alt}/full_signature"] = lat(alt_phone, "full", audio=a1)
   for p, m in phone.items():
-    for k, n in enumerate(names, start=1):
-      latency[f"phone_{p}/{n}"] = (
-          litert.median_ms(litert.staged_call(m, a1, k), F.runs, F.warmup)
-          if litert.is_staged(m) else lat(m, n, audio=a1))
     if litert.is_staged(m):
-      latency[f"phone_{p}/full_signature"] = lat(m, "full", audio=a1)
+      ms = litert.exit_latencies_ms(m, a1[0], F.runs, F.warmup)
+      latency.update({f"phone_{p}/{n}": ms[n] for n in names})
+      latency[f"phone_{p}/full_signature"] = ms["full"]
+    else:
+      latency.update({f"phone_{p}/{n}": lat(m, n, audio=a1) for n in names})
   latency["full_int8_features"] = lat(tpu, None, features=f1)
   x = feats_q[:1]
   for k, st in enumerate(stages, start=1):

@@ -321,17 +321,28 @@ def build_library(src_dir: str, out_path: str) -> str:
   -Werror, after :func:`check_sources`. Raises RuntimeError with the
   compiler's output on failure."""
   check_sources(src_dir)
+  return compile_library([os.path.join(src_dir, "front_end.c"),
+                          os.path.join(src_dir, "front_end_tables.c")],
+                         out_path, "the front end")
+
+
+def compile_library(c_files, out_path: str, what: str) -> str:
+  """``c_files`` as a host shared library: C99, -Wall -Wextra -Werror
+  -pedantic. Raises RuntimeError with the compiler's output on failure."""
   cc = compiler()
   if cc is None:
-    raise RuntimeError("no C compiler (cc/gcc or $CC) to build the front end")
+    raise RuntimeError(f"no C compiler (cc/gcc or $CC) to build {what}")
   cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic",
-         "-shared", "-fPIC", "-o", out_path,
-         os.path.join(src_dir, "front_end.c"),
-         os.path.join(src_dir, "front_end_tables.c"), "-lm"]
+         "-shared", "-fPIC", "-o", out_path, *c_files, "-lm"]
   r = subprocess.run(cmd, capture_output=True, text=True)
   if r.returncode:
     raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr}")
   return out_path
+
+
+def float_ptr(x: np.ndarray):
+  """A ctypes float* to a C-contiguous float32 array."""
+  return x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
 
 def code_bytes(src_dir: str, cflags=("-Os",)) -> int:
@@ -362,10 +373,6 @@ class CFrontEnd:
     self.lib.nsl_fe_quantize.argtypes = [f, ctypes.c_int,
                                          ctypes.POINTER(ctypes.c_int8)]
 
-  @staticmethod
-  def _ptr(x: np.ndarray):
-    return x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-
   def set_calibration(self, scale: Optional[np.ndarray],
                       shift: Optional[np.ndarray]) -> None:
     if scale is None:
@@ -373,7 +380,7 @@ class CFrontEnd:
       return
     self._cal = (np.ascontiguousarray(scale, np.float32),
                  np.ascontiguousarray(shift, np.float32))
-    self.lib.nsl_fe_set_calibration(*(self._ptr(a) for a in self._cal))
+    self.lib.nsl_fe_set_calibration(*(float_ptr(a) for a in self._cal))
 
   def features(self, audio: np.ndarray) -> np.ndarray:
     """[clip_samples] float audio (already fixed to the window) ->
@@ -382,12 +389,12 @@ class CFrontEnd:
     if x.shape != (self.fe.clip_samples,):
       raise ValueError(f"audio must be [{self.fe.clip_samples}], got {x.shape}")
     out = np.zeros(self.fe.feature_shape, np.float32)
-    self.lib.nsl_fe_compute(self._ptr(x), self._ptr(out))
+    self.lib.nsl_fe_compute(float_ptr(x), float_ptr(out))
     return out
 
   def quantize(self, features: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(features, np.float32)
     out = np.zeros(x.shape, np.int8)
-    self.lib.nsl_fe_quantize(self._ptr(x), x.size,
+    self.lib.nsl_fe_quantize(float_ptr(x), x.size,
                              out.ctypes.data_as(ctypes.POINTER(ctypes.c_int8)))
     return out

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import ctypes
 import os
-import subprocess
 from typing import Dict, Optional
 
 import numpy as np
 
 from nsl_ser import functionals
 from nsl_ser.features import FrontEndConfig
-from nsl_ser.micro_front_end import c_float, c_floats, compiler
+from nsl_ser.micro_front_end import (c_float, c_floats, compile_library,
+                                     float_ptr)
 
 SOURCES = ("functionals.h", "functionals.c", "functionals_tables.c")
 
@@ -228,19 +228,11 @@ def sources(head: functionals.LinearHead,
 
 
 def build_library(src_dir: str, out_path: str) -> str:
-  """Compiles the sources as a shared library (host tests), C99, -Wall
-  -Werror. Raises RuntimeError with the compiler's output on failure."""
-  cc = compiler()
-  if cc is None:
-    raise RuntimeError("no C compiler (cc/gcc or $CC) to build the head")
-  cmd = [cc, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-pedantic",
-         "-shared", "-fPIC", "-o", out_path,
-         os.path.join(src_dir, "functionals.c"),
-         os.path.join(src_dir, "functionals_tables.c"), "-lm"]
-  r = subprocess.run(cmd, capture_output=True, text=True)
-  if r.returncode:
-    raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr}")
-  return out_path
+  """Compiles the sources as a shared library (host tests)
+  (:func:`nsl_ser.micro_front_end.compile_library`)."""
+  return compile_library([os.path.join(src_dir, "functionals.c"),
+                          os.path.join(src_dir, "functionals_tables.c")],
+                         out_path, "the functionals head")
 
 
 class CFunctionals:
@@ -256,14 +248,10 @@ class CFunctionals:
     self.lib.nsl_fx_probs.argtypes = [f, f]
     self.lib.nsl_fx_fuse.argtypes = [f, f]
 
-  @staticmethod
-  def _ptr(x: np.ndarray):
-    return x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-
   def functionals(self, features: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(features, np.float32)
     out = np.zeros(self.d, np.float32)
-    self.lib.nsl_fx_compute(self._ptr(x), x.shape[0], self._ptr(out))
+    self.lib.nsl_fx_compute(float_ptr(x), x.shape[0], float_ptr(out))
     return out
 
   def set_calibration(self, scale: Optional[np.ndarray],
@@ -273,16 +261,16 @@ class CFunctionals:
       return
     self._cal = (np.ascontiguousarray(scale, np.float32),
                  np.ascontiguousarray(shift, np.float32))
-    self.lib.nsl_fx_set_calibration(*(self._ptr(a) for a in self._cal))
+    self.lib.nsl_fx_set_calibration(*(float_ptr(a) for a in self._cal))
 
   def probs(self, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, np.float32)
     out = np.zeros(self.k, np.float32)
-    self.lib.nsl_fx_probs(self._ptr(x), self._ptr(out))
+    self.lib.nsl_fx_probs(float_ptr(x), float_ptr(out))
     return out
 
   def fuse(self, head_probs: np.ndarray, exit_probs: np.ndarray) -> np.ndarray:
     out = np.ascontiguousarray(exit_probs, np.float32).copy()
-    self.lib.nsl_fx_fuse(self._ptr(np.ascontiguousarray(head_probs, np.float32)),
-                         self._ptr(out))
+    self.lib.nsl_fx_fuse(float_ptr(np.ascontiguousarray(head_probs, np.float32)),
+                         float_ptr(out))
     return out

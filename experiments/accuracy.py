@@ -50,7 +50,13 @@ flags.DEFINE_string("name", "accuracy", "Results name.")
 flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
 flags.DEFINE_string("note", "", "How the merged parts were produced.")
 flags.DEFINE_list("final", ["average", "crop", "speed", "mixup"],
-                  "Levers of the final recipe (rows final, graph, pretrain).")
+                  "Levers of row final (all four: the pipeline's recipe "
+                  "before this programme).")
+flags.DEFINE_list("transfer", ["average", "speed"],
+                  "Levers of the RAVDESS source models and of rows graph, "
+                  "pretrain and finetune: the default recipe (row "
+                  "average+speed), so that they compare with the "
+                  "speech-only student of the same recipe.")
 flags.DEFINE_integer("source_epochs", 40, "Epochs of the RAVDESS source CNN.")
 flags.DEFINE_integer("finetune_epochs", 15,
                      "Epochs of the fine-tuned source (row finetune; 1 M "
@@ -98,6 +104,7 @@ def configurations(epochs: int) -> Dict[str, recipe.Recipe]:
   avg = dataclasses.replace(base.train, selection="average", schedule="cosine")
   crop = augment.AugmentConfig(random_crop=True)
   final = final_recipe(epochs, F.final)
+  transfer = final_recipe(epochs, F.transfer)
   return {
       "baseline": base,
       "+average": dataclasses.replace(base, train=avg),
@@ -109,10 +116,10 @@ def configurations(epochs: int) -> Dict[str, recipe.Recipe]:
       "combined": dataclasses.replace(base, train=avg, augment=dataclasses.replace(
           crop, speeds=SPEEDS, mixup_alpha=0.2)),
       "average+speed": final_recipe(epochs, ("average", "speed")),
-      "final": final,                 # speech only
-      "graph": final,                 # + NSL graph from source embeddings
-      "pretrain": final,              # initialised from a RAVDESS student
-      "finetune": dataclasses.replace(final, cnn=models.SOURCE),  # classic
+      "final": final,
+      "graph": transfer,              # + NSL graph from source embeddings
+      "pretrain": transfer,           # initialised from a RAVDESS student
+      "finetune": dataclasses.replace(transfer, cnn=models.SOURCE),  # classic
   }
 
 
@@ -144,7 +151,7 @@ class SourceModels:
     if os.path.exists(path):
       model = models.load_model(path)
     else:
-      r = final_recipe(F.source_epochs, F.final)
+      r = final_recipe(F.source_epochs, F.transfer)
       r = dataclasses.replace(r, regime=regime, train=dataclasses.replace(
           r.train, seed=0, verbose=2))
       train = self.utts.by_speakers(split.train)
@@ -218,21 +225,52 @@ def _scores(y: np.ndarray, probs: Dict[str, np.ndarray], labels) -> Dict:
   return out
 
 
-def _fused_row(row: dict, model, heads: Heads, regime: str, split, part, x,
-               labels, q: Optional[dict]) -> dict:
-  """``row``'s model fused with the functionals head: float exits and, if
-  the run has them, the int8 MCU chain's exits."""
+def _window_inputs(utts: augment.Utterances, ids, regime: str, stats, ref,
+                   fe: FrontEndConfig):
+  """(windows [W, frames, bands] in the regime's form, owner [W]: index
+  into ``ids``) of predict's windows (3 s, 1.5 s apart) of each utterance."""
+  row = {u: k for k, u in enumerate(utts.ids)}
+  hop = int(round(1.5 / (fe.hop_ms / 1000.0)))
+  pad = recipe.pad_value(fe)
+  wins, owner = [], []
+  for i, u in enumerate(ids):
+    k = row[u]
+    ws = augment.windows(utts.variants[k][0], fe.num_frames, hop, pad)
+    if regime == "speaker":
+      st = stats[str(utts.speakers[k])]
+      ws = [normalization.calibrate(w, st, ref) for w in ws]
+    wins += ws
+    owner += [i] * len(ws)
+  return np.stack(wins).astype(np.float32), np.asarray(owner)
+
+
+def _utterance_probs(window_probs: np.ndarray, owner: np.ndarray,
+                     head_probs: np.ndarray) -> np.ndarray:
+  """predict's file result: every window fused with its utterance's head,
+  then averaged over the utterance's windows."""
+  fused = functionals.fuse(window_probs, head_probs[owner])
+  return np.stack([fused[owner == i].mean(0) for i in range(len(head_probs))])
+
+
+def _fused_row(row: dict, model, heads: Heads, regime: str, split, part,
+               windows, labels, int8_window_probs: Optional[dict]) -> dict:
+  """``row``'s model as ``nsl-ser predict`` runs it with the functionals
+  head: the CNN on every window of the utterance, each fused with the
+  head of the whole utterance, averaged; float exits and, if given, the
+  int8 MCU chain's ({exit: probabilities of every window})."""
   y = part["test"].labels
   hp = heads.probs(regime, split, part["test"].ids, len(labels))
-  probs = model.predict(x["test"], verbose=0)
-  names = models.exit_names(model)
-  fused = dict(zip(names, functionals.fuse(list(probs), hp)))
+  wx, owner = windows
+  probs = dict(zip(models.exit_names(model), model.predict(wx, verbose=0)))
   out = {**{k: v for k, v in row.items() if k not in ("exits", "int8_exits")},
-         "config": row["config"] + FUSED, "exits": _scores(y, fused, labels),
+         "config": row["config"] + FUSED, "windows": int(len(wx)),
+         "exits": _scores(y, {n: _utterance_probs(p, owner, hp)
+                              for n, p in probs.items()}, labels),
          "head_only": _scores(y, {"head": hp}, labels)["head"]}
-  if q is not None:
-    out["int8_exits"] = _scores(y, {n: functionals.fuse(p, hp)
-                                    for n, p in q["probs"].items()}, labels)
+  if int8_window_probs is not None:
+    out["int8_exits"] = _scores(y, {n: _utterance_probs(p, owner, hp)
+                                    for n, p in int8_window_probs.items()},
+                                labels)
   return out
 
 
@@ -247,7 +285,7 @@ def run(regimes, names) -> List[dict]:
   stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
   configs = configurations(F.epochs)
   src = SourceModels(fe) if any(n in SOURCE_ROWS for n in names) else None
-  heads = Heads(arrays, fe) if any(n in F.fuse for n in names) else None
+  heads = Heads(utts, fe) if any(n in F.fuse for n in names) else None
   rows = []
   for regime in regimes:
     for name in names:
@@ -296,21 +334,27 @@ def run(regimes, names) -> List[dict]:
             row["graph"] = gstats
           if src is not None:
             row["source"] = dict(src.metrics)
+          fuse = heads is not None and name in F.fuse
+          wins = (_window_inputs(utts, part["test"].ids, regime, stats, ref, fe)
+                  if fuse else None)
           q = None
-          if name in INT8_ROWS:
-            q = _int8_chain(model, x["train"][::2], x["test"])
+          if name in INT8_ROWS:  # the test centre crops (+ predict's windows)
+            n_test = len(x["test"])
+            q = _int8_chain(model, x["train"][::2], x["test"] if wins is None
+                            else np.concatenate([x["test"], wins[0]]))
             row["mcu_int8_bytes"] = q["bytes"]
-            row["int8_exits"] = {n: {"uar": evaluation.report(
-                part["test"].labels, p, labels)["uar"], "wa": evaluation.report(
-                    part["test"].labels, p, labels)["wa"]}
-                for n, p in q["probs"].items()}
+            row["int8_exits"] = _scores(
+                part["test"].labels,
+                {n: p[:n_test] for n, p in q["probs"].items()}, labels)
           logging.info("%s %s fold %d seed %d: %s (%.0f s)", regime, name, fold,
                        seed, {n: round(v["uar"], 1) for n, v in row["exits"].items()},
                        row["wall_s"])
           rows.append(row)
-          if heads is not None and name in F.fuse:
-            rows.append(_fused_row(row, model, heads, regime, split, part, x,
-                                   labels, q if name in INT8_ROWS else None))
+          if fuse:
+            q_win = None if q is None else {n: p[n_test:]
+                                            for n, p in q["probs"].items()}
+            rows.append(_fused_row(row, model, heads, regime, split, part, wins,
+                                   labels, q_win))
             logging.info("  fused with the functionals head: %s", {
                 n: round(v["uar"], 1) for n, v in rows[-1]["exits"].items()})
           if F.part:
@@ -324,10 +368,11 @@ def _ms(values) -> str:
 
 
 ROW_NOTES = {
-    "average+speed+functionals": "the same models fused (product of experts, "
-    "every exit) with the functionals head: 323 statistics of the same 3 s "
-    "log-Mel window "
-    "+ logistic regression (nsl_ser.functionals)",
+    "average+speed+functionals": "the same models as nsl-ser predict runs "
+    "them: the CNN on every 3 s window of the utterance (1.5 s apart), each "
+    "window fused (product of experts, every exit) with the functionals "
+    "head of the whole utterance (323 statistics of its log-Mel speech "
+    "frames + logistic regression, nsl_ser.functionals), averaged",
     "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
     "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",
     "+crop": "random 3 s crops of whole utterances (random placement if shorter)",
@@ -336,9 +381,9 @@ ROW_NOTES = {
     "combined": "all four levers",
     "average+speed": "the two levers that helped alone in both regimes: the default recipe now",
     "final": "all four levers (the pipeline's recipe until this table), exit-1 head pooled over frequency pairs (size)",
-    "graph": "final + NSL graph regulariser on fc1 (source embeddings)",
-    "pretrain": "final, initialised from a RAVDESS-trained student",
-    "finetune": "classic transfer: the RAVDESS source CNN fine-tuned (final recipe)",
+    "graph": "average+speed + NSL graph regulariser on fc1 (source embeddings)",
+    "pretrain": "average+speed, initialised from a RAVDESS-trained student",
+    "finetune": "classic transfer: the RAVDESS source CNN fine-tuned (average+speed recipe)",
 }
 
 
@@ -351,13 +396,13 @@ FUSED = "+functionals"
 class Heads:
   """The functionals head of every (regime, fold), fitted once (it does
   not depend on the CNN's seed): :func:`nsl_ser.functionals.fit_on_speakers`
-  on the centre crops the CNN sees (what the deployed models see)."""
+  on whole utterances (what predict gives it)."""
 
-  def __init__(self, arrays: data.Arrays, fe: FrontEndConfig):
+  def __init__(self, utts: augment.Utterances, fe: FrontEndConfig):
     self.hop_s = fe.hop_ms / 1000.0
-    self.x = functionals.of_clips(arrays.features, self.hop_s)  # centre crops
-    self.row = {i: k for k, i in enumerate(arrays.ids)}
-    self.y, self.speakers = arrays.labels, arrays.speakers
+    self.x = functionals.of_clips(utts.clips(0), self.hop_s)
+    self.row = {i: k for k, i in enumerate(utts.ids)}
+    self.y, self.speakers = utts.labels, utts.speakers
     self._cache: Dict[tuple, tuple] = {}
 
   def probs(self, regime: str, split, ids, num_classes: int) -> np.ndarray:
@@ -477,7 +522,8 @@ def summarize(rows: List[dict], wall: float) -> None:
     return agg[key][field]["mean"] if key in agg else nan
 
   # speech-only is compared with graph / finetune on the recipe they share
-  main_row = "final" if "global/final" in agg else "combined"
+  main_row = next((n for n in ("average+speed", "final", "combined")
+                   if f"global/{n}" in agg), "combined")
   # the default recipe's row: float, exits and int8 figures
   default_row = next((n for n in INT8_ROWS if f"global/{n}" in agg), main_row)
   per_exit = agg.get(f"global/{default_row}", {}).get("per_exit_uar", {})

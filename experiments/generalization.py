@@ -139,7 +139,7 @@ def head_probs(pool: pooled.Pool, fx: np.ndarray, split, regime: str,
   """The functionals head trained like the CNN
   (:func:`nsl_ser.functionals.fit_on_speakers`): {mode: {val, test:
   probabilities}}, speakers raw (independent) or calibrated."""
-  u = pool.arrays  # centre crops, as the CNN and the deployed models
+  u = pool.utts  # whole utterances, as predict gives the head
   head, forms = functionals.fit_on_speakers(
       fx, u.labels, u.speakers, split.train, split.val, regime,
       len(pool.labels), hop_s)
@@ -153,7 +153,7 @@ def run(regimes, names) -> List[dict]:
   pool = load()
   logging.info("pool: %s", pooled.counts(pool))
   hop_s = fe.hop_ms / 1000.0
-  fx = functionals.of_clips(pool.arrays.features, hop_s)
+  fx = functionals.of_clips(pool.utts.clips(0), hop_s)
   rows = []
   for name in names:
     split = settings()[name]

@@ -124,6 +124,20 @@ def crop(clip: np.ndarray, num_frames: int, pad_value,
   return out
 
 
+def windows(clip: np.ndarray, num_frames: int, hop_frames: int, pad_value
+            ) -> List[np.ndarray]:
+  """The ``num_frames`` windows of a whole clip that ``nsl-ser predict``
+  classifies (``hop_frames`` apart, the last flush with the end); a clip
+  up to one window is its centre-padded :func:`crop`."""
+  t = clip.shape[0]
+  if t <= num_frames:
+    return [crop(clip, num_frames, pad_value, None)]
+  starts = list(range(0, t - num_frames + 1, hop_frames))
+  if starts[-1] + num_frames < t:
+    starts.append(t - num_frames)
+  return [clip[s:s + num_frames] for s in starts]
+
+
 class TrainBatches(keras.utils.Sequence):
   """(inputs, labels[, sample_weight]) batches of random crops, reshuffled
   every epoch from the seed. Labels are one-hot when mixup is on.

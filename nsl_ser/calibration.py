@@ -33,8 +33,9 @@ def speaker_stats(paths: Sequence[str], front_end: FrontEndConfig = FrontEndConf
                   ) -> Tuple[normalization.SpeakerStats, List[str], List[Tuple[str, str]]]:
   """(statistics, files used, skipped [(file, reason)]) of ``paths``
   (files; see :func:`nsl_ser.predict.expand_paths` for folders): the
-  speech frames' per-band statistics and those of each window's
-  functionals (:mod:`nsl_ser.functionals`).
+  speech frames' per-band statistics and those of each utterance's
+  functionals (:mod:`nsl_ser.functionals`: a file, or its chunks when
+  longer than ``functionals.UTTERANCE_S``).
 
   Raises CalibrationError when no file is usable.
   """
@@ -55,9 +56,10 @@ def speaker_stats(paths: Sequence[str], front_end: FrontEndConfig = FrontEndConf
     for s in window_starts(len(x), front_end.clip_samples, hop):
       w = x[s:s + front_end.clip_samples]  # a short clip: itself, unpadded
       if len(w) >= front_end.frame_length:
-        feats = layer(w[None].astype(np.float32))[0].numpy()
-        stats = stats.add_clip(feats)
-        fstats = fstats.update(functionals.functionals(feats, hop_s)[None])
+        stats = stats.add_clip(layer(w[None].astype(np.float32))[0].numpy())
+    if len(x) >= front_end.frame_length:  # the head describes utterances
+      whole = layer(x[None].astype(np.float32))[0].numpy()
+      fstats = fstats.update(functionals.of_utterances(whole, hop_s)[1])
     used.append(path)
   if not used:
     why = "; ".join(f"{p}: {r}" for p, r in skipped[:5]) or "no audio files"

@@ -2,10 +2,10 @@
 
 What :mod:`nsl_ser.functionals` computes, next to the C front end
 (:mod:`nsl_ser.micro_front_end`): the 323 utterance functionals of a window's
-log-Mel features, the speaker calibration of the functionals (identity until
+log-Mel features (a whole utterance, up to ``functionals.UTTERANCE_S``), the speaker calibration of the functionals (identity until
 set), the logistic-regression head and its fusion with an exit's
 probabilities. Double precision inside, no dynamic allocation (static
-scratch of ``num_frames`` doubles and ints; ``qsort`` for the percentiles).
+scratch of 20 bytes a frame of the longest utterance; ``qsort`` for the percentiles).
 
 :func:`sources` generates ``functionals.h`` (API + constants),
 ``functionals.c`` and ``functionals_tables.c`` (the head's weights); the
@@ -197,6 +197,11 @@ void nsl_fx_fuse(const float* head_probs, float* exit_probs) {
 """
 
 
+def utterance_frames(hop_s: float) -> int:
+  """Frames of the longest utterance (:data:`functionals.UTTERANCE_S`)."""
+  return int(np.ceil(functionals.UTTERANCE_S / hop_s)) + 1
+
+
 def sources(head: functionals.LinearHead,
             front_end: FrontEndConfig = FrontEndConfig()) -> Dict[str, str]:
   """{name: text} of :data:`SOURCES` for ``head``."""
@@ -207,7 +212,7 @@ def sources(head: functionals.LinearHead,
                      f"{functionals.num_functionals(front_end.num_mel_bins)}")
   defines = {
       "NSL_FX_NUM_BANDS": front_end.num_mel_bins,
-      "NSL_FX_MAX_FRAMES": front_end.num_frames, "NSL_FX_NUM": dims,
+      "NSL_FX_MAX_FRAMES": utterance_frames(head.hop_s), "NSL_FX_NUM": dims,
       "NSL_FX_NUM_CLASSES": classes, "NSL_FX_HOP_S": c_float(head.hop_s),
       "NSL_FX_TOP_DB": c_float(normalization.SPEECH_TOP_DB),
       "NSL_FX_EPS": repr(functionals.EPS),

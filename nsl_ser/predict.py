@@ -14,6 +14,12 @@ strict JSON valid, where NaN is not), exit "-", 0 ms and no probabilities.
 The file's emotion averages the speech windows only; a file without any is
 ``NO_SPEECH``. Clips up to one window with speech are classified as without
 VAD (for them ``min_speech`` is capped at half the clip's length).
+
+A model with a functionals head (sidecar ``functionals_head``) fuses every
+exit of a window with the head's probabilities for the utterance the
+window's centre falls in: the whole file up to
+:data:`nsl_ser.functionals.UTTERANCE_S` seconds, else equal chunks
+(:func:`nsl_ser.functionals.utterance_bounds`), as the head was fitted.
 """
 from __future__ import annotations
 
@@ -72,6 +78,14 @@ class Predictor:
 
   def start(self, window: np.ndarray) -> None:
     """Called once per window before its exits run (caches shared work)."""
+
+  def begin_file(self, samples: np.ndarray) -> None:
+    """Called once per file before its windows (the utterance head)."""
+
+  def head_at(self, seconds: float) -> Optional[np.ndarray]:
+    """The functionals head's probabilities for the utterance around
+    ``seconds`` of the current file (None: no head)."""
+    return None
 
   head_probs: Optional[np.ndarray] = None  # this window's functionals head
 
@@ -145,16 +159,33 @@ class TFLitePredictor(Predictor):
                              if self.head is not None and spk_f is not None
                              else None)
 
+  def begin_file(self, samples: np.ndarray) -> None:
+    self._utterances = None
+    if self.head is None:
+      return
+    from nsl_ser.features import LogMel
+    w = samples.astype(np.float32)
+    if len(w) < self.front_end.frame_length:
+      w = np.pad(w, (0, self.front_end.frame_length - len(w)))
+    feats = LogMel(self.front_end)(w[None])[0].numpy()
+    bounds, f = functionals.of_utterances(feats, self.head.hop_s)
+    if self.head_calibration is not None:
+      scale, shift = self.head_calibration
+      f = f * scale + shift
+    self._utterances = (bounds, self.head.probs(f))
+
+  def head_at(self, seconds: float) -> Optional[np.ndarray]:
+    if getattr(self, "_utterances", None) is None:
+      return None
+    bounds, probs = self._utterances
+    frame = seconds / self.head.hop_s
+    k = next((i for i, (_, b) in enumerate(bounds) if frame < b), len(bounds) - 1)
+    return probs[k]
+
   def start(self, window: np.ndarray) -> None:
     if not self.staged:
       return
     x = self.model.run("front_end", audio=window[None].astype(np.float32))["features"]
-    if self.head is not None:
-      f = functionals.functionals(x[0], self.head.hop_s)
-      if self.head_calibration is not None:
-        scale, shift = self.head_calibration
-        f = f * scale + shift
-      self.head_probs = self.head.probs(f[None])[0]
     if self.calibration is not None:
       scale, shift = self.calibration
       x = (x * scale + shift).astype(np.float32)
@@ -264,12 +295,14 @@ def predict_waveform(p: Predictor, samples: np.ndarray, tau: float = 0.8,
   sr = fe.sample_rate
   win, hop = fe.clip_samples, int(round(hop_seconds * sr))
   spans = file_speech_spans(samples, sr, min_speech) if use_vad else None
+  p.begin_file(samples)
   out = []
   for s in window_starts(len(samples), win, hop):
     start, end = s / sr, min(s + win, len(samples)) / sr
     if spans is not None and not has_speech(spans, start, end, min_speech):
       out.append(no_speech_window(start, end))
       continue
+    p.head_probs = p.head_at(0.5 * (start + end))
     chunk = samples[s:s + win]
     if len(chunk) < win:  # short clip: the training policy (centre, pad)
       pad = win - len(chunk)

@@ -57,6 +57,7 @@ class Corpus:
   stats: Dict[str, normalization.BandStats]
   reference: normalization.BandStats
   split: Optional[splits.Split] = None
+  utterances: Optional[augment.Utterances] = None  # every speaker, whole
 
 
 def make_corpus(labels: list, utts: augment.Utterances, arrays: data.Arrays,
@@ -69,7 +70,7 @@ def make_corpus(labels: list, utts: augment.Utterances, arrays: data.Arrays,
   parts = {p: arrays.by_speakers(getattr(split, p)) for p in ("train", "val", "test")}
   inputs = {p: recipe_lib.model_inputs(a, rc.regime, stats, reference)
             for p, a in parts.items()}
-  return Corpus(labels, train, parts, inputs, stats, reference, split)
+  return Corpus(labels, train, parts, inputs, stats, reference, split, utts)
 
 
 def load_corpus(records_dir: str, corpus: str, fold: int, rc: recipe_lib.Recipe,
@@ -173,24 +174,20 @@ def functionals_head(model: keras.Model, c: Corpus, regime: str,
   """The functionals head fitted on ``c``'s training speakers (C on the
   validation speakers, refit on both; speaker regime: every speaker's
   functionals calibrated with its own statistics onto the training
-  ones), on the centre crops the CNN and the deployed models see; and
-  {partition: {exit: UAR}} of ``model`` fused with it."""
+  ones), on whole utterances (what predict gives it); and
+  {partition: {exit: UAR}} of ``model`` on the centre crops fused with
+  it."""
   from nsl_ser import evaluation, functionals
   hop_s = front_end.hop_ms / 1000.0
-  parts = ("train", "val", "test")
-  feats = np.concatenate([c.parts[p].features for p in parts])
-  labels = np.concatenate([c.parts[p].labels for p in parts])
-  speakers = np.concatenate([c.parts[p].speakers for p in parts])
+  u = c.utterances
   head, forms = functionals.fit_on_speakers(
-      functionals.of_clips(feats, hop_s), labels, speakers, c.split.train,
-      c.split.val, regime, len(c.labels), hop_s)
+      functionals.of_clips(u.clips(0), hop_s), u.labels, u.speakers,
+      c.split.train, c.split.val, regime, len(c.labels), hop_s)
   x = forms["calibrated" if regime == "speaker" else "independent"]
-  start = np.cumsum([0] + [len(c.parts[p].labels) for p in parts])
+  row = {i: k for k, i in enumerate(u.ids)}
   fused = {}
-  for i, p in enumerate(parts):
-    if p == "train":
-      continue
-    hp = head.probs(x[start[i]:start[i + 1]])
+  for p in ("val", "test"):
+    hp = head.probs(x[[row[i] for i in c.parts[p].ids]])
     probs = model.predict(c.inputs[p], verbose=0)
     probs = probs if isinstance(probs, list) else [probs]
     fused[p] = {n: evaluation.report(c.parts[p].labels, q, c.labels)["uar"]

@@ -145,8 +145,9 @@ def run_export(cfg: RunConfig) -> Dict:
 
 
 def run_evaluate(cfg: RunConfig) -> Dict:
-  """int8 phone model on the test speakers: every exit (fused with the
-  functionals head when the model has one, as predict does; the CNN alone
+  """int8 phone model on the test speakers' centre windows: every exit
+  (fused with the functionals head of the whole utterance when the model
+  has one, as predict does; the CNN alone
   in ``per_exit_cnn``), the adaptive policy's τ curve, and the measured
   latency (1 thread, audio in) of a window stopping at each exit and of
   the one-call model."""
@@ -155,7 +156,7 @@ def run_evaluate(cfg: RunConfig) -> Dict:
   split = splits.get_split(cfg.target, cfg.fold)
   audio, y, ids = export.load_audio(_records(cfg, cfg.target), labels, split.test)
   if cfg.quick:
-    audio, y = audio[::3], y[::3]
+    audio, y, ids = audio[::3], y[::3], ids[::3]
   model = litert.Model.from_file(cfg.path("tflite", "model_int8.tflite"))
   by_exit = litert.phone_exits(model, audio)
   exits = list(by_exit)
@@ -163,12 +164,18 @@ def run_evaluate(cfg: RunConfig) -> Dict:
   side = json.load(open(cfg.path("tflite", "model.json")))
   result = {}
   if side.get("functionals_head") and litert.is_staged(model):
-    # what predict does: the head on each window's features, fused with
-    # every exit (nsl_ser.functionals)
-    from nsl_ser import functionals
+    # what predict does: the head on the whole utterance, fused with
+    # every exit of the (here: centre) window (nsl_ser.functionals)
+    from nsl_ser import augment, functionals, records
+    from nsl_ser.features import FrontEndConfig
     head = functionals.LinearHead.from_dict(side["functionals_head"])
-    feats = litert.run_batch(model, "front_end", "audio", audio)["features"]
-    hp = head.probs(functionals.of_clips(feats, head.hop_s))
+    utts = augment.load_utterances(
+        records.list_shards(_records(cfg, cfg.target)), labels,
+        front_end=FrontEndConfig.from_dict(side["front_end"]))
+    whole = dict(zip(utts.ids, utts.clips(0)))
+    clips = [whole[i] for i in ids]
+    hp = head.probs(np.stack([functionals.of_utterances(c, head.hop_s)[1][0]
+                              for c in clips]))
     result["per_exit_cnn"] = {e: evaluation.report(y, p, labels)
                               for e, p in zip(exits, probs)}
     result["head_only"] = evaluation.report(y, hp, labels)
@@ -186,8 +193,8 @@ def run_evaluate(cfg: RunConfig) -> Dict:
       c["mean_ms"] = float(np.dot(c["exit_share"], [ms[e] for e in exits]))
     result["latency_ms"] = {**ms, "threads": 1, "input": "audio",
                             "statistic": "median of one window"}
-    if "head_only" in result:  # the head runs once per window, in numpy
-      f0 = feats[0]
+    if "head_only" in result:  # the head runs once per utterance, in numpy
+      f0 = clips[0]
       result["latency_ms"]["functionals_head"] = litert.median_ms(
           lambda: head.probs(functionals.functionals(f0, head.hop_s)[None]),
           10 if cfg.quick else 50, 5)

@@ -36,6 +36,33 @@ def test_functionals_of_a_clip(emodb):
   np.testing.assert_allclose(functionals.functionals(padded, HOP_S), f, rtol=1e-6)
 
 
+def test_utterances_are_the_file_or_equal_chunks(emodb):
+  """The head describes utterances: a file up to UTTERANCE_S seconds is one,
+  a longer one is cut into the fewest equal chunks no longer than that."""
+  per_s = int(round(1 / HOP_S))
+  assert functionals.utterance_bounds(3 * per_s, HOP_S) == [(0, 3 * per_s)]
+  assert functionals.utterance_bounds(10 * per_s, HOP_S) == [(0, 10 * per_s)]
+  b = functionals.utterance_bounds(25 * per_s, HOP_S)
+  assert len(b) == 3 and b[0][0] == 0 and b[-1][1] == 25 * per_s
+  assert all(e - s <= 10 * per_s for s, e in b)
+  assert all(b[i][1] == b[i + 1][0] for i in range(len(b) - 1))
+  clips = emodb["utts"].clips(0)
+  long = np.concatenate(clips[:12])  # EmoDB clips are 1.5-9 s
+  bounds, f = functionals.of_utterances(long, HOP_S)
+  assert len(bounds) > 1 and f.shape == (len(bounds), 323)
+  np.testing.assert_allclose(f[1], functionals.functionals(
+      long[bounds[1][0]:bounds[1][1]], HOP_S))
+  # predict's windows of a clip (augment.windows): 3 s, 1.5 s apart
+  n, hop = FE.num_frames, int(round(1.5 / HOP_S))
+  w = augment.windows(long, n, hop, 0.0)
+  starts = [k * hop for k in range(len(w) - 1)] + [long.shape[0] - n]
+  for s, x in zip(starts, w):
+    np.testing.assert_array_equal(x, long[s:s + n])
+  short = clips[0][:100]
+  (only,) = augment.windows(short, n, hop, -1.0)
+  np.testing.assert_array_equal(only, augment.crop(short, n, -1.0, None))
+
+
 def test_head_beats_chance_and_round_trips(emodb):
   """Fold 0: C on the validation speakers, refit on train + validation;
   the test speakers' UAR is far above chance (1/7), in both regimes."""
@@ -88,6 +115,13 @@ def test_calibration_keeps_functionals_statistics(emodb_files, tmp_path):
   files = emodb_files[:6]
   stats, used, skipped = calibration.speaker_stats(files, FE)
   assert stats.functionals is not None and stats.functionals.count == len(used)
+  # one row an utterance: the whole file (EmoDB clips are under 10 s)
+  from nsl_ser import audio
+  from nsl_ser.features import LogMel
+  whole = [LogMel(FE)(audio.load_audio(f, FE.sample_rate)[None])[0].numpy()
+           for f in used]
+  np.testing.assert_allclose(stats.functionals.mean, functionals.of_clips(
+      whole, HOP_S).mean(0), rtol=1e-6, atol=1e-9)
   path = str(tmp_path / "spk.json")
   calibration.save(path, stats, FE, used, skipped)
   back = calibration.load(path, FE)

@@ -87,26 +87,42 @@ def test_outputs_and_report(resumed_run, data_dir):
   assert lat["functionals_head"] > 0 and "functionals head adds" in report
   assert "functionals head" in side["functionals_head"]["fusion"]
   from nsl_ser import functionals, predict
+  from nsl_ser.features import LogMel
   p = predict.load_predictor(os.path.join(work, "tflite", "model_int8.tflite"))
   assert p.head is not None
   clip = np.asarray(soundfile.read(sorted(glob.glob(os.path.join(
       data_dir, "emodb", "wav", "*.wav")))[0])[0], np.float32)
+  # the head describes the whole utterance (the file), the CNN each window
+  p.begin_file(clip)
+  whole = LogMel(p.front_end)(clip[None])[0].numpy()
+  np.testing.assert_allclose(p.head_at(0.0), p.head.probs(
+      functionals.functionals(whole, p.head.hop_s)[None])[0], rtol=1e-6)
   w = np.zeros(p.front_end.clip_samples, np.float32)
   w[:min(len(clip), len(w))] = clip[:len(w)]
+  p.head_probs = p.head_at(0.0)
   p.start(w)
-  feats = p.model.run("front_end", audio=w[None])["features"][0]
-  np.testing.assert_allclose(p.head_probs, p.head.probs(
-      functionals.functionals(feats, p.head.hop_s)[None])[0], rtol=1e-6)
   for e in p.exits:
     np.testing.assert_allclose(p.exit_probs(e, w), functionals.fuse(
         p.run_exit(e, w), p.head_probs), rtol=1e-5)
+  # a recording longer than UTTERANCE_S: each window gets its chunk's head
+  long = np.concatenate([np.asarray(soundfile.read(f)[0], np.float32)
+                         for f in sorted(glob.glob(os.path.join(
+                             data_dir, "emodb", "wav", "*.wav")))[:12]])
+  p.begin_file(long)
+  bounds, fx = functionals.of_utterances(
+      LogMel(p.front_end)(long[None])[0].numpy(), p.head.hop_s)
+  assert len(bounds) > 1
+  for k, (a, b) in enumerate(bounds):
+    np.testing.assert_allclose(p.head_at(0.5 * (a + b) * p.head.hop_s),
+                               p.head.probs(fx[k:k + 1])[0], rtol=1e-6)
+  p.begin_file(clip)
   # the exported C head (micro/front_end/functionals.*) gives the same
   from nsl_ser import micro_functionals
   src = os.path.join(work, "tflite", "micro", "front_end")
   assert "micro/front_end/functionals.c" in side["files"]
   lib = micro_functionals.CFunctionals(micro_functionals.build_library(
       src, os.path.join(work, "libfx.so")), p.head.coef.shape[1], len(p.labels))
-  np.testing.assert_allclose(lib.probs(lib.functionals(feats)), p.head_probs,
+  np.testing.assert_allclose(lib.probs(lib.functionals(whole)), p.head_probs,
                              atol=1e-4)
   assert f"one-call full model {lat['full']:.2f} ms" in report
   m = json.load(open(os.path.join(work, "run_manifest.json")))

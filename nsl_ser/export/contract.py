@@ -29,7 +29,10 @@ MICRO_USAGE = (
     "Compute the int8 features with micro/front_end (nsl_fe_compute, "
     "nsl_fe_quantize; nsl_fe_set_calibration for a calibrated speaker). "
     "With a functionals head (micro/front_end/functionals.h): "
-    "nsl_fx_compute on the uncalibrated float features (for a calibrated "
+    "nsl_fx_compute on the uncalibrated float features of the whole "
+    "utterance (up to NSL_FX_MAX_FRAMES frames: 10 s; its static scratch is "
+    "20 bytes a frame; a firmware that buffers less passes the window's "
+    "frames, which equals the utterance for clips up to the window) (for a calibrated "
     "speaker: compute them with nsl_fe_set_calibration(0, 0), take the "
     "functionals, then apply the band calibration x * scale + shift "
     "yourself before nsl_fe_quantize), nsl_fx_probs, and "
@@ -43,12 +46,15 @@ MICRO_USAGE = (
 
 FUSION_CONTRACT = (
     "functionals head: x = nsl_ser.functionals.functionals(log-Mel of the "
-    "window's frames, hop_s) (323 numbers over the speech frames); in the "
+    "whole utterance, hop_s) (323 numbers over the speech frames; an "
+    "utterance is the file up to 10 s, else equal chunks no longer: "
+    "nsl_ser.functionals.utterance_bounds); in the "
     "speaker-calibrated regime map x per dimension onto 'reference' with "
     "the speaker's own functionals statistics (x * scale + shift as for the "
     "log-Mel bands); z = (x - reference.mean) / sqrt(max(reference.var, "
     "1e-12)) (the same floor in the speaker mapping); q = softmax(coef @ z + intercept); every exit's probabilities "
-    "p_k become p_k * q / sum(p_k * q) before the confidence test.")
+    "p_k of every window of that utterance become p_k * q / sum(p_k * q) "
+    "before the confidence test.")
 
 NORMALIZATION_CONTRACT = (
     "regime 'global' (speaker-independent): the per-band mean/var of the "

@@ -381,9 +381,12 @@ ROW_NOTES = {
     "combined": "all four levers",
     "average+speed": "the two levers that helped alone in both regimes: the default recipe now",
     "final": "all four levers (the pipeline's recipe until this table), exit-1 head pooled over frequency pairs (size)",
-    "graph": "average+speed + NSL graph regulariser on fc1 (source embeddings)",
-    "pretrain": "average+speed, initialised from a RAVDESS-trained student",
-    "finetune": "classic transfer: the RAVDESS source CNN fine-tuned (average+speed recipe)",
+    "graph": "the --transfer recipe (average+speed; † rows: final's four "
+    "levers) + NSL graph regulariser on fc1 (source embeddings)",
+    "pretrain": "the --transfer recipe, initialised from a RAVDESS-trained "
+    "student",
+    "finetune": "classic transfer: the RAVDESS source CNN fine-tuned (the "
+    "--transfer recipe: average+speed; † rows: final's four levers)",
 }
 
 
@@ -495,7 +498,11 @@ def summarize(rows: List[dict], wall: float) -> None:
     md.append(f"\n## int8 microcontroller stages (row `{int8_row}`)\n\n"
               "Every run's model converted to the full-int8 MCU stages "
               "(`micro.build_stages`, calibrated on training clips) and run as "
-              "a chain in LiteRT (reference kernels).\n\n")
+              "a chain in LiteRT (reference kernels)"
+              + (" on every window of the utterance, each window's exits "
+                 "fused with the utterance's functionals head (float), "
+                 "averaged" if int8_row.endswith(FUSED) else "")
+              + ".\n\n")
     md.append(markdown_table(
         ["regime", "stages bytes (max)", "UAR full", "WA full", "UAR exit 1…K"],
         [[g, v["bytes"], f"{v[full]['mean']:.1f} ± {v[full]['std']:.1f}",
@@ -522,8 +529,8 @@ def summarize(rows: List[dict], wall: float) -> None:
     return agg[key][field]["mean"] if key in agg else nan
 
   # speech-only is compared with graph / finetune on the recipe they share
-  main_row = next((n for n in ("average+speed", "final", "combined")
-                   if f"global/{n}" in agg), "combined")
+  # (rows graph / finetune †: measured on final's recipe)
+  main_row = "final" if "global/final" in agg else "combined"
   # the default recipe's row: float, exits and int8 figures
   default_row = next((n for n in INT8_ROWS if f"global/{n}" in agg), main_row)
   per_exit = agg.get(f"global/{default_row}", {}).get("per_exit_uar", {})

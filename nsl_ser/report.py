@@ -160,9 +160,10 @@ def write_report(work_dir: str, out_dir: str,
   parts.append(f"\n## Student with early exits (int8 phone model, fold {ev['fold']} "
                f"test speakers, n={ev['n']})\n\n")
   if ev.get("fused"):
-    parts.append("Every exit fused with the functionals head (323 statistics of "
-                 "the log-Mel window + logistic regression, "
-                 "`nsl_ser.functionals`), as `nsl-ser predict` does; the CNN "
+    parts.append("Every exit of the centre window fused with the functionals "
+                 "head of the whole utterance (323 statistics of its log-Mel "
+                 "speech frames + logistic regression, `nsl_ser.functionals`), "
+                 "as `nsl-ser predict` does; the CNN "
                  f"alone and the head alone (UAR {ev['head_only']['uar']:.1f} %) "
                  "for comparison.\n\n")
     parts.append(markdown_table(
@@ -190,7 +191,7 @@ def write_report(work_dir: str, out_dir: str,
                  + ", ".join(f"{e} {lat[e]:.2f} ms" for e in exits)
                  + ". The adaptive policy's mean is over the test clips."
                  + (f" The functionals head adds {lat['functionals_head']:.2f} ms "
-                    "a window (numpy, not in these times)."
+                    "an utterance (numpy, not in these times)."
                     if "functionals_head" in lat else "") + "\n\n")
     parts.append(markdown_table(
         ["τ", "UAR %", "exit shares", "mean ms", "ms / full", "MACs / full"],

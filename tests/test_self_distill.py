@@ -5,6 +5,8 @@ import pytest
 from nsl_ser import data, early_exit, models, records, self_distill, splits, training
 from nsl_ser.compat import tf
 
+from conftest import SEED
+
 
 @pytest.fixture(scope="module")
 def emodb(records_dir):
@@ -70,6 +72,7 @@ def _loss_drops(hist, k):
 
 def test_quick_training_lowers_every_exit_loss(emodb):
   tr = emodb["train"]
+  training.set_seed(SEED)  # initial weights, whatever ran before
   bb = models.build_cnn(7, exits=True, with_features=True)
   models.adapt_normalization(bb, tr.features)
   m = self_distill.SelfDistillationModel(bb, 4)
@@ -90,6 +93,7 @@ def test_graph_regularised_self_distillation(emodb, tmp_path):
   nbr = np.roll(np.arange(n), 1)
   x = {"features": tr.features, "NL_nbr_0_features": tr.features[nbr],
        "NL_nbr_0_weight": np.ones((n, 1), np.float32)}
+  training.set_seed(SEED)  # initial weights, whatever ran before
   bb = models.build_cnn(7, exits=True, with_features=True)
   models.adapt_normalization(bb, tr.features)
   m = self_distill.SelfDistillationModel(

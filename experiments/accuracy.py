@@ -510,7 +510,7 @@ def summarize(rows: List[dict], wall: float) -> None:
           " / ".join(f"{v[n]['mean']:.1f}" for n in v if n.startswith("exit_"))]
          for g, v in int8.items()]))
   src = {}
-  for r in rows:
+  for r in sorted(rows, key=lambda r: not r.get("previous")):  # current last
     src.update(r.get("source", {}))
   homophily = {g: float(np.mean([r["graph"]["homophily"] for r in sel(g, "graph", "graph")]))
                for g in regimes if sel(g, "graph", "graph")}
@@ -528,9 +528,11 @@ def summarize(rows: List[dict], wall: float) -> None:
   def get(key, field="uar"):
     return agg[key][field]["mean"] if key in agg else nan
 
-  # speech-only is compared with graph / finetune on the recipe they share
-  # (rows graph / finetune †: measured on final's recipe)
-  main_row = "final" if "global/final" in agg else "combined"
+  # speech-only is compared with graph / finetune on the recipe they share:
+  # --transfer's (average+speed) now, final's for rows kept from before (†)
+  kept = {r["config"] for r in rows if r.get("previous")}
+  main_row = ("final" if "graph" in kept and "global/final" in agg else
+              "average+speed" if "global/average+speed" in agg else "combined")
   # the default recipe's row: float, exits and int8 figures
   default_row = next((n for n in INT8_ROWS if f"global/{n}" in agg), main_row)
   per_exit = agg.get(f"global/{default_row}", {}).get("per_exit_uar", {})

@@ -531,8 +531,9 @@ def summarize(rows: List[dict], wall: float) -> None:
   # speech-only is compared with graph / finetune on the recipe they share:
   # --transfer's (average+speed) now, final's for rows kept from before (†)
   kept = {r["config"] for r in rows if r.get("previous")}
-  main_row = ("final" if "graph" in kept and "global/final" in agg else
-              "average+speed" if "global/average+speed" in agg else "combined")
+  main_row = next((n for n in (("final",) if "graph" in kept else ())
+                   + ("average+speed", "final", "combined")
+                   if f"global/{n}" in agg), "combined")
   # the default recipe's row: float, exits and int8 figures
   default_row = next((n for n in INT8_ROWS if f"global/{n}" in agg), main_row)
   per_exit = agg.get(f"global/{default_row}", {}).get("per_exit_uar", {})

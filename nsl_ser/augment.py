@@ -129,13 +129,11 @@ def windows(clip: np.ndarray, num_frames: int, hop_frames: int, pad_value
   """The ``num_frames`` windows of a whole clip that ``nsl-ser predict``
   classifies (``hop_frames`` apart, the last flush with the end); a clip
   up to one window is its centre-padded :func:`crop`."""
-  t = clip.shape[0]
-  if t <= num_frames:
+  from nsl_ser.predict import window_starts
+  if clip.shape[0] <= num_frames:
     return [crop(clip, num_frames, pad_value, None)]
-  starts = list(range(0, t - num_frames + 1, hop_frames))
-  if starts[-1] + num_frames < t:
-    starts.append(t - num_frames)
-  return [clip[s:s + num_frames] for s in starts]
+  return [clip[s:s + num_frames]
+          for s in window_starts(clip.shape[0], num_frames, hop_frames)]
 
 
 class TrainBatches(keras.utils.Sequence):

@@ -371,7 +371,7 @@ ROW_NOTES = {
     "average+speed+functionals": "the same models as nsl-ser predict runs "
     "them: the CNN on every 3 s window of the utterance (1.5 s apart), each "
     "window fused (product of experts, every exit) with the functionals "
-    "head of the whole utterance (323 statistics of its log-Mel speech "
+    "head of the whole utterance (423 statistics of its log-Mel speech "
     "frames + logistic regression, nsl_ser.functionals), averaged",
     "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
     "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",

@@ -1,7 +1,7 @@
 """The functionals head in portable C99, for microcontrollers (and apps).
 
 What :mod:`nsl_ser.functionals` computes, next to the C front end
-(:mod:`nsl_ser.micro_front_end`): the 323 utterance functionals of a window's
+(:mod:`nsl_ser.micro_front_end`): the 423 utterance functionals of a window's
 log-Mel features (a whole utterance, up to ``functionals.UTTERANCE_S``), the speaker calibration of the functionals (identity until
 set), the logistic-regression head and its fusion with an exit's
 probabilities. Double precision inside, no dynamic allocation (static
@@ -49,6 +49,7 @@ extern const float nsl_fx_coef[NSL_FX_NUM_CLASSES * NSL_FX_NUM];
 extern const float nsl_fx_intercept[NSL_FX_NUM_CLASSES];
 extern const float nsl_fx_mean[NSL_FX_NUM];
 extern const float nsl_fx_inv_std[NSL_FX_NUM];
+extern const float nsl_fx_dct[NSL_FX_NUM_CEPSTRA * NSL_FX_NUM_BANDS];
 
 /* Returns the number of speech frames used. */
 int nsl_fx_compute(const float* features, int num_frames, float* out);
@@ -104,6 +105,28 @@ static double percentile(const double* sorted, int n, double p) {
   return sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]);
 }
 
+/* least-squares coefficients of t = i / (n - 1) - mean and of t^2 - mean
+ * for x[0..n) (functionals.regression) */
+static void regression(const double* x, int n, double mean, double* lin,
+                       double* quad) {
+  double tm = 0.0, qm = 0.0, tt = 0.0, qq = 0.0, tx = 0.0, qx = 0.0;
+  const double scale = n > 1 ? 1.0 / (n - 1) : 1.0;
+  int i;
+  for (i = 0; i < n; ++i) tm += i * scale;
+  tm /= n;
+  for (i = 0; i < n; ++i) qm += (i * scale - tm) * (i * scale - tm);
+  qm /= n;
+  for (i = 0; i < n; ++i) {
+    const double t = i * scale - tm, q = t * t - qm, c = x[i] - mean;
+    tt += t * t;
+    qq += q * q;
+    tx += t * c;
+    qx += q * c;
+  }
+  *lin = tx / (tt > NSL_FX_EPS ? tt : NSL_FX_EPS);
+  *quad = qx / (qq > NSL_FX_EPS ? qq : NSL_FX_EPS);
+}
+
 static void mean_std(const double* x, int n, double* mean, double* std) {
   double m = 0.0, v = 0.0;
   int i;
@@ -118,7 +141,7 @@ int nsl_fx_compute(const float* features, int num_frames, float* out) {
   const int nb = NSL_FX_NUM_BANDS;
   const double ten_over_ln10 = 10.0 / log(10.0);
   double max_db = -HUGE_VAL;
-  int f, b, n = 0, i;
+  int f, b, k, n = 0, i;
   if (num_frames > NSL_FX_MAX_FRAMES) num_frames = NSL_FX_MAX_FRAMES;
   /* frame power in dB (log-sum-exp over bands); speech: within TOP_DB of the loudest */
   for (f = 0; f < num_frames; ++f) {
@@ -133,12 +156,13 @@ int nsl_fx_compute(const float* features, int num_frames, float* out) {
     if (g_buf[f] >= max_db - NSL_FX_TOP_DB) g_idx[n++] = f;
   for (i = 0; i < n; ++i) g_e[i] = 0.0;
   for (b = 0; b < nb; ++b) {
-    double mean, std, dmean, dstd, dabs = 0.0;
+    double mean, std, dmean, dstd, dabs = 0.0, lin, quad;
     for (i = 0; i < n; ++i) {
       g_buf[i] = features[g_idx[i] * nb + b];
       g_e[i] += g_buf[i] / nb;
     }
     mean_std(g_buf, n, &mean, &std);
+    regression(g_buf, n, mean, &lin, &quad);
     if (n > 1) {
       for (i = 0; i + 1 < n; ++i) {
         g_buf[i] = (double)features[g_idx[i + 1] * nb + b] - features[g_idx[i] * nb + b];
@@ -159,14 +183,29 @@ int nsl_fx_compute(const float* features, int num_frames, float* out) {
     out[5 * nb + b] = (float)dmean;
     out[6 * nb + b] = (float)dstd;
     out[7 * nb + b] = (float)dabs;
+    out[8 * nb + b] = (float)lin;
+    out[9 * nb + b] = (float)quad;
+  }
+  for (k = 0; k < NSL_FX_NUM_CEPSTRA; ++k) {  /* spread of each cepstrum */
+    const float* row = nsl_fx_dct + k * nb;
+    double cmean, cstd;
+    for (i = 0; i < n; ++i) {
+      const float* x = features + g_idx[i] * nb;
+      double c = 0.0;
+      for (b = 0; b < nb; ++b) c += (double)row[b] * x[b];
+      g_buf[i] = c;
+    }
+    mean_std(g_buf, n, &cmean, &cstd);
+    out[10 * nb + k] = (float)cstd;
   }
   {
+    const int o = 10 * nb + NSL_FX_NUM_CEPSTRA;
     double emean, estd;
     mean_std(g_e, n, &emean, &estd);
     qsort(g_e, (size_t)n, sizeof(double), cmp_double);
-    out[8 * nb] = (float)estd;
-    out[8 * nb + 1] = (float)(percentile(g_e, n, 90.0) - percentile(g_e, n, 10.0));
-    out[8 * nb + 2] = (float)(n * NSL_FX_HOP_S);
+    out[o] = (float)estd;
+    out[o + 1] = (float)(percentile(g_e, n, 90.0) - percentile(g_e, n, 10.0));
+    out[o + 2] = (float)(n * NSL_FX_HOP_S);
   }
   return n;
 }
@@ -213,7 +252,8 @@ def sources(head: functionals.LinearHead,
   defines = {
       "NSL_FX_NUM_BANDS": front_end.num_mel_bins,
       "NSL_FX_MAX_FRAMES": utterance_frames(head.hop_s), "NSL_FX_NUM": dims,
-      "NSL_FX_NUM_CLASSES": classes, "NSL_FX_HOP_S": c_float(head.hop_s),
+      "NSL_FX_NUM_CLASSES": classes,
+      "NSL_FX_NUM_CEPSTRA": functionals.NUM_CEPSTRA, "NSL_FX_HOP_S": c_float(head.hop_s),
       "NSL_FX_TOP_DB": c_float(normalization.SPEECH_TOP_DB),
       "NSL_FX_EPS": repr(functionals.EPS),
   }
@@ -228,7 +268,9 @@ def sources(head: functionals.LinearHead,
           + c_floats("nsl_fx_coef", head.coef.reshape(-1))
           + c_floats("nsl_fx_intercept", head.intercept)
           + c_floats("nsl_fx_mean", head.reference.mean)
-          + c_floats("nsl_fx_inv_std", inv_std)),
+          + c_floats("nsl_fx_inv_std", inv_std)
+          + c_floats("nsl_fx_dct",
+                     functionals.dct_matrix(front_end.num_mel_bins).reshape(-1))),
   }
 
 

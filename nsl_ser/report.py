@@ -161,7 +161,7 @@ def write_report(work_dir: str, out_dir: str,
                f"test speakers, n={ev['n']})\n\n")
   if ev.get("fused"):
     parts.append("Every exit of the centre window fused with the functionals "
-                 "head of the whole utterance (323 statistics of its log-Mel "
+                 "head of the whole utterance (423 statistics of its log-Mel "
                  "speech frames + logistic regression, `nsl_ser.functionals`), "
                  "as `nsl-ser predict` does; the CNN "
                  f"alone and the head alone (UAR {ev['head_only']['uar']:.1f} %) "

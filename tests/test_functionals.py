@@ -23,12 +23,23 @@ def emodb(records_dir):
 def test_functionals_of_a_clip(emodb):
   clip = emodb["utts"].clips(0)[0]
   f = functionals.functionals(clip, HOP_S)
-  assert f.shape == (functionals.num_functionals(FE.num_mel_bins),) == (323,)
+  assert f.shape == (functionals.num_functionals(FE.num_mel_bins),) == (423,)
   assert np.isfinite(f).all()
   bands = FE.num_mel_bins
   speech = normalization.speech_frames(clip)
   np.testing.assert_allclose(f[:bands], speech.mean(0), rtol=1e-5)
   np.testing.assert_allclose(f[-1], len(speech) * HOP_S)
+  # the temporal block: numpy's least-squares polynomial fit over t in [0, 1]
+  t = np.linspace(0.0, 1.0, len(speech))
+  fit = np.polynomial.polynomial.polyfit(t, speech.astype(np.float64), 2)
+  np.testing.assert_allclose(f[8 * bands:9 * bands], fit[1] + fit[2], atol=1e-6)
+  np.testing.assert_allclose(f[9 * bands:10 * bands], fit[2], atol=1e-6)
+  # the cepstral block: scipy's orthonormal DCT-II
+  import scipy.fft
+  cep = scipy.fft.dct(speech.astype(np.float64), type=2, norm="ortho", axis=1)
+  np.testing.assert_allclose(
+      f[10 * bands:10 * bands + functionals.NUM_CEPSTRA],
+      cep[:, :functionals.NUM_CEPSTRA].std(0), rtol=1e-6)
   # the padding of a short window (log of the floor) is not speech: the
   # functionals of a padded clip are the clip's own
   pad = np.full((60, bands), np.log(FE.log_floor), np.float32)
@@ -49,7 +60,7 @@ def test_utterances_are_the_file_or_equal_chunks(emodb):
   clips = emodb["utts"].clips(0)
   long = np.concatenate(clips[:12])  # EmoDB clips are 1.5-9 s
   bounds, f = functionals.of_utterances(long, HOP_S)
-  assert len(bounds) > 1 and f.shape == (len(bounds), 323)
+  assert len(bounds) > 1 and f.shape == (len(bounds), 423)
   np.testing.assert_allclose(f[1], functionals.functionals(
       long[bounds[1][0]:bounds[1][1]], HOP_S))
   # predict's windows of a clip (augment.windows): 3 s, 1.5 s apart
@@ -133,7 +144,8 @@ def test_calibration_keeps_functionals_statistics(emodb_files, tmp_path):
 def test_c_head_matches_numpy(emodb, tmp_path):
   """The C99 head (nsl_ser.micro_functionals), built with the system
   compiler, gives the numpy functionals, probabilities and fusion on real
-  clips' features: whole clips, and 3 s windows padded with the log floor."""
+  clips' features: 3 s windows, the longest whole clip, a window padded with
+  the log floor and a single frame."""
   from nsl_ser import micro_functionals as mf
   u, x = emodb["utts"], emodb["x"]
   k = len(emodb["labels"])
@@ -152,6 +164,7 @@ def test_c_head_matches_numpy(emodb, tmp_path):
   clips.append(np.concatenate([np.full((50, FE.num_mel_bins), pad, np.float32),
                                u.clips(0)[3][:200],
                                np.full((48, FE.num_mel_bins), pad, np.float32)]))
+  clips += [max(u.clips(0), key=len), u.clips(0)[5][100:101]]  # 9 s; one frame
   worst_f = worst_p = 0.0
   for c in clips:
     f_np = functionals.functionals(c, HOP_S)

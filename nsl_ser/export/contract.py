@@ -46,7 +46,7 @@ MICRO_USAGE = (
 
 FUSION_CONTRACT = (
     "functionals head: x = nsl_ser.functionals.functionals(log-Mel of the "
-    "whole utterance, hop_s) (323 numbers over the speech frames; an "
+    "whole utterance, hop_s) (423 numbers over the speech frames; an "
     "utterance is the file up to 10 s, else equal chunks no longer: "
     "nsl_ser.functionals.utterance_bounds); in the "
     "speaker-calibrated regime map x per dimension onto 'reference' with "

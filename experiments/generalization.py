@@ -26,7 +26,11 @@ expected calibration error on the test speakers before and after
 temperature scaling fitted on the validation speakers, per exit (the
 default model ships the temperatures only if they lower it); the
 ``union_heldout`` row stands in for the default model (same recipe and data,
-speakers held out). Writes experiments/results/generalization.{json,md}.
+speakers held out). With ``--functionals`` every exit is also scored fused
+with the functionals head of the utterance (rows ``SETTING+functionals``);
+the summary's headline keys are the recipe as shipped (fused where
+measured; ``*_cnn``: the CNN alone). Writes
+experiments/results/generalization.{json,md}.
 """
 from __future__ import annotations
 
@@ -259,33 +263,38 @@ def summarize(rows: List[dict], wall: float) -> None:
     md += ["\n## union_heldout by corpus (test UAR)\n\n",
            markdown_table(["trained", "mode", "RAVDESS 19–24", "EmoDB 03, 08"],
                           by_corpus)]
+  def shipped(name: str, regime: str) -> str:
+    """The recipe as shipped: fused with the functionals head where
+    measured, else the CNN alone."""
+    return name + FUSED if sel(name + FUSED, regime) else name
+
   conf, temps, helps = [], {}, {}
   for regime in normalization.REGIMES:
-    rs = sel("union_heldout", regime)
+    u = shipped("union_heldout", regime)
+    rs = sel(u, regime)
     for mode in MODES:
       if not rs:
         continue
       exits = list(rs[0]["modes"][mode])
-      t = {e: float(np.exp(np.mean(np.log(vals("union_heldout", regime, mode,
+      t = {e: float(np.exp(np.mean(np.log(vals(u, regime, mode,
                                                 "temperature", e)))))
            for e in exits}
       temps[f"{regime}/{mode}"] = t
       helps[f"{regime}/{mode}"] = bool(
-          np.mean(vals("union_heldout", regime, mode, "ece_scaled"))
-          < np.mean(vals("union_heldout", regime, mode, "ece")))
-      conf.append([regime, mode,
-                   _ms(vals("union_heldout", regime, mode, "ece")),
-                   _ms(vals("union_heldout", regime, mode, "ece_scaled")),
+          np.mean(vals(u, regime, mode, "ece_scaled"))
+          < np.mean(vals(u, regime, mode, "ece")))
+      conf.append([u, regime, mode, _ms(vals(u, regime, mode, "ece")),
+                   _ms(vals(u, regime, mode, "ece_scaled")),
                    " / ".join(f"{t[e]:.2f}" for e in exits)])
   if conf:
-    md += ["\n## Confidence (union_heldout, full model)\n\nExpected calibration "
+    md += ["\n## Confidence (union_heldout as shipped, full model)\n\nExpected calibration "
            "error (10 bins, %) on the held-out speakers, before and after "
            "temperature scaling fitted on the validation speakers; the "
            "temperatures (geometric mean over seeds) for exit 1…K.\n\n",
-           markdown_table(["trained", "mode", "ECE", "ECE after T", "T exit 1…K"],
-                          conf)]
+           markdown_table(["setting", "trained", "mode", "ECE", "ECE after T",
+                           "T exit 1…K"], conf)]
   g = F.default_regime
-  rel, rs = None, sel("union_heldout", g)
+  rel, rs = None, sel(shipped("union_heldout", g), g)
   scaled = helps.get(f"{g}/independent", False)
   key = "reliability_scaled" if scaled else "reliability"
   if rs and key in rs[0]["modes"]["independent"][full]:
@@ -293,10 +302,11 @@ def summarize(rows: List[dict], wall: float) -> None:
     rel = [{k: float(np.nanmean([b[i][k] for b in bins]))
             for k in ("lo", "hi", "confidence", "accuracy", "count")}
            for i in range(len(bins[0]))]
-    md += ["\n## Reliability (union_heldout, %s-trained, independent, %s)"
+    md += ["\n## Reliability (%s, %s-trained, independent, %s)"
            "\n\nTemperature scaling %s, so the default model %s.\n\n"
            "![reliability](generalization_reliability.png)\n\n"
-           % (g, "after T" if scaled else "no temperature",
+           % (shipped("union_heldout", g), g,
+              "after T" if scaled else "no temperature",
               "lowers the held-out ECE" if scaled else
               "fitted on the validation speakers raises the held-out ECE",
               "applies it" if scaled else "ships without temperatures"),
@@ -318,17 +328,21 @@ def summarize(rows: List[dict], wall: float) -> None:
 
   def ece_of(mode, field=None):
     field = field or ("ece_scaled" if helps.get(f"{g}/{mode}") else "ece")
-    v = vals("union_heldout", g, mode, field) if rs else []
+    v = vals(shipped("union_heldout", g), g, mode, field) if rs else []
     return float(np.mean(v)) if v else nan
 
+  def ship(n: str, mode: str) -> float:
+    return get(f"{shipped(n, g)}/{g}/{mode}")
+
   summary = {
-      # the headline: models trained like the default model (its regime)
-      "ravdess_to_emodb_independent": get(f"ravdess_to_emodb/{g}/independent"),
-      "ravdess_to_emodb_calibrated": get(f"ravdess_to_emodb/{g}/calibrated"),
-      "emodb_to_ravdess_independent": get(f"emodb_to_ravdess/{g}/independent"),
-      "emodb_to_ravdess_calibrated": get(f"emodb_to_ravdess/{g}/calibrated"),
-      "union_heldout_independent": get(f"union_heldout/{g}/independent"),
-      "union_heldout_calibrated": get(f"union_heldout/{g}/calibrated"),
+      # the headline: the default model's recipe as shipped (its regime,
+      # fused with the functionals head where measured; *_cnn: the CNN alone)
+      **{f"{n}_{mode}": ship(n, mode)
+         for n in ("ravdess_to_emodb", "emodb_to_ravdess", "union_heldout")
+         for mode in MODES},
+      **{f"{n}_{mode}_cnn": get(f"{n}/{g}/{mode}")
+         for n in ("ravdess_to_emodb", "emodb_to_ravdess", "union_heldout")
+         for mode in MODES},
       # global-trained models scored without calibration
       "ravdess_to_emodb_independent_global_trained": get(
           "ravdess_to_emodb/global/independent"),

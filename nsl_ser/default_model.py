@@ -5,7 +5,8 @@
 ``data_dir`` -> train the early-exit student with the default recipe on all
 their speakers, on the emotions they share (:mod:`nsl_ser.pooled`) ->
 export (phone, microcontroller stages, Edge TPU; int8 PTQ) with the
-reference statistics and per-exit temperatures in the sidecar -> model card.
+reference statistics, the functionals head of the recipe and per-exit
+temperatures in the sidecar -> model card.
 With ``install`` the result replaces ``tflite_models/default``.
 
 Nothing here is held out: the numbers on the card come from
@@ -97,6 +98,40 @@ def _pool(cfg: DefaultConfig, speeds):
   return pool
 
 
+def head_validation(pool) -> frozenset:
+  """The speakers that choose the functionals head's C: each corpus' fold-0
+  validation speakers (``nsl_ser/splits``) that are in the pool, else
+  (no split file, or none of them present) every fourth of its speakers,
+  at least one of a corpus with two or more."""
+  from nsl_ser import pooled, splits
+  out = []
+  for c in sorted(set(pool.corpus.tolist())):
+    present = pool.speakers_of(c)  # corpus:speaker keys
+    try:
+      val = sorted(set(pooled.keys(c, splits.get_split(c, 0).val)) & set(present))
+    except FileNotFoundError:
+      val = []
+    out += val or present[3::4] or present[-1:] * (len(present) > 1)
+  if not out:
+    raise ValueError("the functionals head needs a corpus with two or more "
+                     "speakers (one chooses its regularisation)")
+  return frozenset(out)
+
+
+def fit_head(pool, regime: str, hop_s: float):
+  """The functionals head on every speaker's whole utterances: C chosen on
+  :func:`head_validation`'s speakers, then refit on all
+  (:func:`nsl_ser.functionals.fit_on_speakers`)."""
+  from nsl_ser import functionals
+  u = pool.utts
+  val = head_validation(pool)
+  train = frozenset(u.speakers.astype(str)) - val
+  head, _ = functionals.fit_on_speakers(
+      functionals.of_clips(u.clips(0), hop_s), u.labels, u.speakers, train, val,
+      regime, len(pool.labels), hop_s)
+  return head, sorted(val)
+
+
 def run_train(cfg: DefaultConfig) -> Dict:
   """The student on every speaker; the 'validation' monitor is a quarter
   of the training clips (nothing is held out; see the card)."""
@@ -121,6 +156,11 @@ def run_train(cfg: DefaultConfig) -> Dict:
              "epochs_run": len(hist["loss"]), "wall_s": hist["wall_s"],
              "normalization": {"regime": cfg.regime,
                                "reference": c.reference.to_dict()}}
+  if rc.functionals:
+    from nsl_ser.features import FrontEndConfig
+    head, val = fit_head(pool, cfg.regime, FrontEndConfig().hop_ms / 1000.0)
+    metrics["functionals_head"] = head.to_dict()
+    metrics["functionals_head_validation"] = val
   source.save(model, cfg.path("student"), pool.labels, metrics)
   return {"utterances": len(c.train), "labels": pool.labels,
           "params": metrics["params"]}
@@ -156,12 +196,14 @@ def run_export(cfg: DefaultConfig) -> Dict:
       model, cfg.path("tflite"), labels, audio[pick],
       provenance={"corpora": sorted(_records(cfg)), "partition": "all speakers"},
       normalization=normalization_spec(cfg.regime,
-                                       metrics["normalization"]["reference"]))
+                                       metrics["normalization"]["reference"]),
+      functionals_head=metrics.get("functionals_head"))
   t = temperatures(cfg.generalization, cfg.regime)
   if t:
     side["temperature"] = {"per_exit": t, "fitted_on": (
         "experiments/results/generalization.json: union_heldout validation "
-        "speakers, same recipe and regime, geometric mean over seeds")}
+        "speakers, same recipe and regime (fused with the functionals head "
+        "when the model has one), geometric mean over seeds")}
     atomic_write_text(cfg.path("tflite", export.SIDECAR), json.dumps(side, indent=2))
   return {f: v["bytes"] for f, v in side["files"].items()
           if f.endswith(".tflite")}

@@ -53,6 +53,14 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       "Staged: `front_end` (audio -> log-Mel) once per window, then "
       "`stage_1` ... `stage_K` (each returns its exit and the activations "
       "the next stage takes), or `full` (audio -> every exit) in one call.",
+      *([f"- **Functionals head**: {len(side['functionals_head']['coef'][0])} "
+         "statistics of the utterance's log-Mel speech frames + logistic "
+         "regression (sidecar `functionals_head`; C chosen on "
+         f"{len(metrics.get('functionals_head_validation', []))} validation "
+         "speakers, then refit on all), fused with every exit of every "
+         "window (product of experts) before the confidence test; `predict` "
+         "applies it, `micro/front_end/functionals.{h,c}` is the same in C."]
+        if side.get("functionals_head") else []),
       f"- **Microcontroller**: int8 stages `micro/stage_k_int8.tflite` "
       f"({sum(v['bytes'] for v in micro.values()):,} bytes in all, largest "
       f"arena {max(side.get('micro', {}).get('arena_bytes', [0])):,} bytes) "
@@ -85,16 +93,22 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
         "",
         "| setting | speaker-independent | speaker-calibrated |",
         "|---|---|---|",
-        f"| held out: RAVDESS actors 19–24 + EmoDB 03, 08 ({regime}-trained, "
-        "this model's recipe) | "
+        f"| held out: RAVDESS actors 19–24 + EmoDB 03, 08 ({regime}-trained), "
+        "the CNN alone | "
         f"{_agg(gen, f'union_heldout/{regime}/independent')} | "
         f"{_agg(gen, f'union_heldout/{regime}/calibrated')} |",
-        "| RAVDESS → EmoDB (cross-corpus) | "
+        "| RAVDESS → EmoDB (cross-corpus), the CNN alone | "
         f"{_agg(gen, f'ravdess_to_emodb/{regime}/independent')} | "
         f"{_agg(gen, f'ravdess_to_emodb/{regime}/calibrated')} |",
-        "| EmoDB → RAVDESS (cross-corpus) | "
+        "| EmoDB → RAVDESS (cross-corpus), the CNN alone | "
         f"{_agg(gen, f'emodb_to_ravdess/{regime}/independent')} | "
         f"{_agg(gen, f'emodb_to_ravdess/{regime}/calibrated')} |",
+        *[f"| {name}, fused with the functionals head | "
+          f"{_agg(gen, f'{key}+functionals/{regime}/independent')} | "
+          f"{_agg(gen, f'{key}+functionals/{regime}/calibrated')} |"
+          for key, name in (("union_heldout", "held out (this model's recipe)"),
+                            ("ravdess_to_emodb", "RAVDESS → EmoDB"))
+          if f"{key}+functionals/{regime}/independent" in gen.get("aggregate", {})],
         "",
         f"Chance is {100 / len(labels):.1f}. openSMILE eGeMAPS + SVM, RAVDESS → "
         "EmoDB: 27.9 independent, 53.4 with per-speaker standardisation "
@@ -123,6 +137,10 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
               "folds × 3 seeds, `experiments/results/accuracy.json`): UAR "
               f"{_f(a.get('uar_average_speed_independent'))} speaker-independent, "
               f"{_f(a.get('uar_average_speed_calibrated'))} speaker-calibrated "
+              "for the CNN alone; fused with the functionals head, as "
+              "`predict` runs it, int8: "
+              f"{_f(a.get('uar_int8_independent'))} / "
+              f"{_f(a.get('uar_int8_calibrated'))} "
               "(openSMILE ComParE + SVM: 76.6 / 82.7)."]
   lines += [
       "",
@@ -144,7 +162,10 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       "each log-Mel frame `x` to `x * scale + shift` with `scale = "
       "sqrt(ref_var / spk_var)`, `shift = ref_mean - spk_mean * scale`, and "
       "feed them to `stage_1` (phone) or through `nsl_fe_set_calibration` "
-      "(microcontroller). `nsl-ser predict --calibrate=DIR|self` does this.",
+      "(microcontroller). `nsl-ser predict --calibrate=DIR|self` does this. "
+      "The functionals head is calibrated the same way, per functional, "
+      "with the speaker's functionals statistics (`nsl-ser calibrate` "
+      "keeps them; `nsl_fx_set_calibration` in C).",
       "",
       "The running update per clip (Chan et al.), `count`, `mean[b]`, "
       "`m2[b]` kept: `n = count + n_c; d = mean_c - mean; mean += d * n_c / n; "

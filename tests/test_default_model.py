@@ -49,26 +49,38 @@ def test_installed_model_has_card_stages_and_contract(installed):
   assert set(side["files"]) == {
       "model_int8.tflite", "labels.txt",
       *(f"micro/stage_{k}_int8.tflite" for k in range(1, 5)),
-      *(f"micro/front_end/{f}" for f in ("front_end.h", "front_end.c",
-                                         "front_end_tables.c"))}
+      *(f"micro/front_end/{f}" for f in (
+          "front_end.h", "front_end.c", "front_end_tables.c", "functionals.h",
+          "functionals.c", "functionals_tables.c"))}
   ref = side["normalization"]["reference"]
   assert len(ref["mean"]) == 40 and min(ref["var"]) > 0
   assert side["normalization"]["regime"] == "speaker"
   card = open(os.path.join(dest, "README.md")).read()
   for words in ("## Training data", "## Measured", "## Normalisation contract",
                 "## Intended use", "## Licence", "CC BY-NC-SA", "| ravdess |",
-                "| emodb |"):
+                "| emodb |", "**Functionals head**", "fused with the functionals head"):
     assert words in card
   metrics = json.load(open(cfg.path("student", "metrics.json")))
   assert set(metrics["speakers"]) == {"ravdess", "emodb"}
+  # the recipe's functionals head, C chosen on each corpus' fold-0
+  # validation speakers, then refit on every speaker
+  from nsl_ser import functionals, splits
+  head = functionals.LinearHead.from_dict(side["functionals_head"])
+  assert head.coef.shape == (6, functionals.num_functionals(40))
+  assert "fusion" in side["functionals_head"]
+  val = metrics["functionals_head_validation"]
+  assert set(pooled.keys("emodb", splits.get_split("emodb", 0).val)) <= set(val)
+  for c, n in metrics["speakers"].items():  # some, never all, of each corpus
+    assert 1 <= sum(v.startswith(c + ":") for v in val) < n
 
 
 def test_installed_model_predicts_plain_and_calibrated(installed, emodb_files):
   _, dest = installed
   path = os.path.join(dest, "model_int8.tflite")
   files = [f for f in emodb_files if os.path.basename(f).startswith("08")][:6]
-  plain, skipped = predict.predict_paths(predict.load_predictor(path), files,
-                                         tau=1.01)
+  p = predict.load_predictor(path)
+  assert p.head is not None  # predict fuses the exits with the head
+  plain, skipped = predict.predict_paths(p, files, tau=1.01)
   assert not skipped and len(plain) == 6
   from nsl_ser import calibration
   spk, used, _ = calibration.speaker_stats(files)

@@ -108,7 +108,8 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
           f"{_agg(gen, f'{key}+functionals/{regime}/calibrated')} |"
           for key, name in (("union_heldout", "held out (this model's recipe)"),
                             ("ravdess_to_emodb", "RAVDESS → EmoDB"))
-          if f"{key}+functionals/{regime}/independent" in gen.get("aggregate", {})],
+          if side.get("functionals_head")
+          and f"{key}+functionals/{regime}/independent" in gen.get("aggregate", {})],
         "",
         f"Chance is {100 / len(labels):.1f}. openSMILE eGeMAPS + SVM, RAVDESS → "
         "EmoDB: 27.9 independent, 53.4 with per-speaker standardisation "
@@ -137,11 +138,12 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
               "folds × 3 seeds, `experiments/results/accuracy.json`): UAR "
               f"{_f(a.get('uar_average_speed_independent'))} speaker-independent, "
               f"{_f(a.get('uar_average_speed_calibrated'))} speaker-calibrated "
-              "for the CNN alone; fused with the functionals head, as "
-              "`predict` runs it, int8: "
-              f"{_f(a.get('uar_int8_independent'))} / "
-              f"{_f(a.get('uar_int8_calibrated'))} "
-              "(openSMILE ComParE + SVM: 76.6 / 82.7)."]
+              "for the CNN alone"
+              + ("; fused with the functionals head, as `predict` runs it, "
+                 f"int8: {_f(a.get('uar_int8_independent'))} / "
+                 f"{_f(a.get('uar_int8_calibrated'))}"
+                 if side.get("functionals_head") else "")
+              + " (openSMILE ComParE + SVM: 76.6 / 82.7)."]
   lines += [
       "",
       "## Normalisation contract",

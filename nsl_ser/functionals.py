@@ -84,8 +84,9 @@ def dct_matrix(bands: int, num: int = NUM_CEPSTRA) -> np.ndarray:
 
 
 def regression(s: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-  """Per column of [n, bands]: the least-squares coefficients of t and of
-  the centred t^2 - mean, t = i / (n - 1) (zeros for a single frame)."""
+  """Per column of [n, bands]: the least-squares coefficients of the
+  centred time t = i / (n - 1) - mean and of t^2 - mean(t^2) (orthogonal
+  to t; zeros for a single frame)."""
   n = len(s)
   t = np.arange(n) / max(n - 1, 1)
   t -= t.mean()

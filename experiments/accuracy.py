@@ -372,7 +372,8 @@ ROW_NOTES = {
     "them: the CNN on every 3 s window of the utterance (1.5 s apart), each "
     "window fused (product of experts, every exit) with the functionals "
     "head of the whole utterance (423 statistics of its log-Mel speech "
-    "frames + logistic regression, nsl_ser.functionals), averaged",
+    "frames + logistic regression trained on the utterances and their "
+    "speed-perturbed copies, nsl_ser.functionals), averaged",
     "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
     "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",
     "+crop": "random 3 s crops of whole utterances (random placement if shorter)",
@@ -403,7 +404,7 @@ class Heads:
 
   def __init__(self, utts: augment.Utterances, fe: FrontEndConfig):
     self.hop_s = fe.hop_ms / 1000.0
-    self.x = functionals.of_clips(utts.clips(0), self.hop_s)
+    self.x, *self.copies = functionals.of_speeds(utts, self.hop_s)
     self.row = {i: k for k, i in enumerate(utts.ids)}
     self.y, self.speakers = utts.labels, utts.speakers
     self._cache: Dict[tuple, tuple] = {}
@@ -415,7 +416,7 @@ class Heads:
     if key not in self._cache:
       self._cache[key] = functionals.fit_on_speakers(
           self.x, self.y, self.speakers, split.train, split.val, regime,
-          num_classes, self.hop_s)
+          num_classes, self.hop_s, copies=self.copies)
     head, forms = self._cache[key]
     x = forms["calibrated" if regime == "speaker" else "independent"]
     return head.probs(x[[self.row[i] for i in ids]])

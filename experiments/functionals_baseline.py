@@ -15,7 +15,9 @@ coefficients over time; the spread of 20 cepstral coefficients; the std and
 numbers (nsl_ser.functionals). On whole utterances (the classic protocol)
 and on the 3 s centre crops the CNN student sees: what the CNN has to beat
 on the same input. A third table is the ablation of the head's groups of
-functionals (validation and test UAR), which chose them.
+functionals (validation and test UAR), which chose them, and of training
+the head on speed-perturbed copies of the utterances as well (soxr 0.9 /
+1.1, the CNN's speed lever), which the head does.
 Deterministic (no seeds). Writes experiments/results/functionals.{json,md}.
 """
 import os
@@ -63,8 +65,9 @@ def run_fold(x, y, parts, cs, k):
           "wa": 100 * float(np.mean(pred == y[te])), "C": best}
 
 
-def evaluate(x, y, spk, cs, k, hop_s):
-  """Both regimes, every fold: SVM and the functionals head."""
+def evaluate(x, y, spk, cs, k, hop_s, copies=()):
+  """Both regimes, every fold: SVM and the functionals head (which also
+  trains on the speed-perturbed ``copies``)."""
   rows, runs = [], []
   for regime in normalization.REGIMES:
     res = []
@@ -74,7 +77,7 @@ def evaluate(x, y, spk, cs, k, hop_s):
       z = (standardize(x, parts[0]) if regime == "global" else by_speaker(x, spk))
       r = run_fold(z, y, parts, cs, k)
       head, forms = functionals.fit_on_speakers(x, y, spk, sp.train, sp.val,
-                                                regime, k, hop_s)
+                                                regime, k, hop_s, copies)
       xr = forms["calibrated" if regime == "speaker" else "independent"]
       r["uar_head"] = 100 * evaluation.uar(
           y[parts[2]], head.probs(xr[parts[2]]).argmax(1), k)
@@ -96,18 +99,23 @@ GROUPS = {
     "+ temporal (linear, quadratic)": ("statistics", "differences", "contour",
                                        "temporal"),
     "+ cepstral spread": ("statistics", "differences", "contour", "cepstral"),
-    "all (the head, 423)": ("statistics", "differences", "contour", "temporal",
-                            "cepstral"),
+    "all (423)": ("statistics", "differences", "contour", "temporal",
+                  "cepstral"),
 }
+# The head as shipped: all 423, trained on the speed-perturbed copies too.
+SHIPPED = "all + speed-perturbed copies 0.9 / 1.1 (the head)"
 
 
-def ablation(x, y, spk, k, hop_s, bands):
-  """The head on groups of functionals: mean validation UAR (the choice)
-  and test UAR over the 5 folds, both regimes."""
+def ablation(x, y, spk, k, hop_s, bands, copies):
+  """The head on groups of functionals, then on all of them with the
+  speed-perturbed ``copies`` as extra training rows: mean validation UAR
+  (the choice) and test UAR over the 5 folds, both regimes."""
   cols = functionals.layout(bands)
   rows, out = [], {}
-  for name, groups in GROUPS.items():
-    xs = x[:, np.concatenate([cols[g] for g in groups])]
+  for name, groups in [*GROUPS.items(), (SHIPPED, GROUPS["all (423)"])]:
+    sel = np.concatenate([cols[g] for g in groups])
+    xs = x[:, sel]
+    cp = [c[:, sel] for c in copies] if name == SHIPPED else []
     row = [name]
     for regime in normalization.REGIMES:
       val, test = [], []
@@ -116,10 +124,12 @@ def ablation(x, y, spk, k, hop_s, bands):
         tr, va, te = (np.isin(spk, list(getattr(sp, p)))
                       for p in ("train", "val", "test"))
         head, forms = functionals.fit_on_speakers(xs, y, spk, sp.train, sp.val,
-                                                  regime, k, hop_s)
+                                                  regime, k, hop_s, cp)
         xr = forms["calibrated" if regime == "speaker" else "independent"]
+        cr = [functionals.in_regime(c, spk, regime, head.reference) for c in cp]
         on_train = functionals.fit_head(xr[tr], y[tr], xr[va], y[va], k, hop_s,
-                                        head.reference, refit_on_val=False)
+                                        head.reference, refit_on_val=False,
+                                        train_copies=[c[tr] for c in cr])
         val.append(100 * evaluation.uar(y[va], on_train.probs(xr[va]).argmax(1), k))
         test.append(100 * evaluation.uar(y[te], head.probs(xr[te]).argmax(1), k))
       out[f"{name} | {regime}"] = {"val": val, "test": test}
@@ -135,17 +145,18 @@ def main(argv):
   prepare(PrepareConfig("emodb", F.data_dir, rec))
   labels = source.read_labels(rec)
   files = records.list_shards(rec)
-  utts = augment.load_utterances(files, labels, (1.0,))
+  utts = augment.load_utterances(files, labels, augment.SPEEDS)
   crops = data.load_arrays(files, labels)
   hop_s = 0.01
   cs = [float(c) for c in F.cs]
-  inputs = {"whole": (functionals.of_clips(utts.clips(0), hop_s), utts.labels,
-                      utts.speakers),
+  whole, *copies = functionals.of_speeds(utts, hop_s)
+  inputs = {"whole": (whole, utts.labels, utts.speakers),
             "crop": (functionals.of_clips(crops.features, hop_s), crops.labels,
                      crops.speakers)}
   summary, details, md_parts = {}, {}, []
   for name, (x, y, spk) in inputs.items():
-    rows, runs = evaluate(x, y, spk, cs, len(labels), hop_s)
+    rows, runs = evaluate(x, y, spk, cs, len(labels), hop_s,
+                          copies if name == "whole" else ())
     details[name] = runs
     sfx = "" if name == "whole" else "_crop"
     for regime, key in (("global", "independent"), ("speaker", "calibrated")):
@@ -161,7 +172,7 @@ def main(argv):
                           "logistic regression (the functionals head): UAR"], rows))
   x, y, spk = inputs["whole"]
   rows, details["ablation"] = ablation(x, y, spk, len(labels), hop_s,
-                                      crops.features.shape[-1])
+                                      crops.features.shape[-1], copies)
   md_parts.append(
       "\n## Which functionals: the head on groups of them (whole utterances)\n\n"
       "Chosen by the validation UAR, mean of both regimes (the test columns "
@@ -179,7 +190,9 @@ def main(argv):
         "standardised on the training partition; `speaker`: every speaker "
         "standardised with its own statistics (unlabelled, test speakers "
         "included). The last column is the logistic-regression head "
-        "(nsl_ser.functionals.fit_on_speakers, same protocol).\n"
+        "(nsl_ser.functionals.fit_on_speakers, same protocol; on whole "
+        "utterances it also trains on their speed-perturbed copies, 0.9 / "
+        "1.1; the SVM does not).\n"
         + "".join(md_parts)
         + "\nFor comparison (../shared/notes/baselines.md, same folds, whole "
         "utterances): openSMILE eGeMAPS + SVM 63.8 / 77.1, ComParE + SVM "

@@ -138,15 +138,17 @@ def scores(model, x: Dict[str, np.ndarray], y: Dict[str, np.ndarray],
   return out
 
 
-def head_probs(pool: pooled.Pool, fx: np.ndarray, split, regime: str,
+def head_probs(pool: pooled.Pool, fx: List[np.ndarray], split, regime: str,
                parts, hop_s: float) -> Dict[str, Dict[str, np.ndarray]]:
   """The functionals head trained like the CNN
-  (:func:`nsl_ser.functionals.fit_on_speakers`): {mode: {val, test:
-  probabilities}}, speakers raw (independent) or calibrated."""
+  (:func:`nsl_ser.functionals.fit_on_speakers`; ``fx``: the utterances'
+  functionals at each speed, :func:`nsl_ser.functionals.of_speeds`):
+  {mode: {val, test: probabilities}}, speakers raw (independent) or
+  calibrated."""
   u = pool.utts  # whole utterances, as predict gives the head
   head, forms = functionals.fit_on_speakers(
-      fx, u.labels, u.speakers, split.train, split.val, regime,
-      len(pool.labels), hop_s)
+      fx[0], u.labels, u.speakers, split.train, split.val, regime,
+      len(pool.labels), hop_s, copies=fx[1:])
   row = {i: k for k, i in enumerate(u.ids)}
   return {m: {p: head.probs(forms[m][[row[i] for i in parts[p].ids]])
               for p in ("val", "test")} for m in MODES}
@@ -157,7 +159,7 @@ def run(regimes, names) -> List[dict]:
   pool = load()
   logging.info("pool: %s", pooled.counts(pool))
   hop_s = fe.hop_ms / 1000.0
-  fx = functionals.of_clips(pool.utts.clips(0), hop_s)
+  fx = functionals.of_speeds(pool.utts, hop_s)
   rows = []
   for name in names:
     split = settings()[name]

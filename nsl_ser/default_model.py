@@ -126,9 +126,10 @@ def fit_head(pool, regime: str, hop_s: float):
   u = pool.utts
   val = head_validation(pool)
   train = frozenset(u.speakers.astype(str)) - val
+  xs = functionals.of_speeds(u, hop_s)
   head, _ = functionals.fit_on_speakers(
-      functionals.of_clips(u.clips(0), hop_s), u.labels, u.speakers, train, val,
-      regime, len(pool.labels), hop_s)
+      xs[0], u.labels, u.speakers, train, val, regime, len(pool.labels), hop_s,
+      copies=xs[1:])
   return head, sorted(val)
 
 

@@ -55,7 +55,8 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       "the next stage takes), or `full` (audio -> every exit) in one call.",
       *([f"- **Functionals head**: {len(side['functionals_head']['coef'][0])} "
          "statistics of the utterance's log-Mel speech frames + logistic "
-         "regression (sidecar `functionals_head`; C chosen on "
+         "regression (sidecar `functionals_head`; trained on every "
+         "utterance and its speed-perturbed copies, C chosen on "
          f"{len(metrics.get('functionals_head_validation', []))} validation "
          "speakers, then refit on all), fused with every exit of every "
          "window (product of experts) before the confidence test; `predict` "
@@ -107,7 +108,8 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
           f"{_agg(gen, f'{key}+functionals/{regime}/independent')} | "
           f"{_agg(gen, f'{key}+functionals/{regime}/calibrated')} |"
           for key, name in (("union_heldout", "held out (this model's recipe)"),
-                            ("ravdess_to_emodb", "RAVDESS → EmoDB"))
+                            ("ravdess_to_emodb", "RAVDESS → EmoDB"),
+                            ("emodb_to_ravdess", "EmoDB → RAVDESS"))
           if side.get("functionals_head")
           and f"{key}+functionals/{regime}/independent" in gen.get("aggregate", {})],
         "",

@@ -180,9 +180,10 @@ def functionals_head(model: keras.Model, c: Corpus, regime: str,
   from nsl_ser import evaluation, functionals
   hop_s = front_end.hop_ms / 1000.0
   u = c.utterances
+  xs = functionals.of_speeds(u, hop_s)
   head, forms = functionals.fit_on_speakers(
-      functionals.of_clips(u.clips(0), hop_s), u.labels, u.speakers,
-      c.split.train, c.split.val, regime, len(c.labels), hop_s)
+      xs[0], u.labels, u.speakers, c.split.train, c.split.val, regime,
+      len(c.labels), hop_s, copies=xs[1:])
   x = forms["calibrated" if regime == "speaker" else "independent"]
   row = {i: k for k, i in enumerate(u.ids)}
   fused = {}

@@ -74,15 +74,21 @@ def test_utterances_are_the_file_or_equal_chunks(emodb):
   np.testing.assert_array_equal(only, augment.crop(short, n, -1.0, None))
 
 
+def fold0(emodb):
+  """(utterances, functionals, classes, split, (train, val, test) masks,
+  training statistics) of EmoDB fold 0."""
+  u, x = emodb["utts"], emodb["x"]
+  sp = splits.get_split("emodb", 0)
+  masks = tuple(np.isin(u.speakers, list(getattr(sp, p)))
+                for p in ("train", "val", "test"))
+  return (u, x, len(emodb["labels"]), sp, masks,
+          normalization.BandStats.of(x[masks[0]]))
+
+
 def test_head_beats_chance_and_round_trips(emodb):
   """Fold 0: C on the validation speakers, refit on train + validation;
   the test speakers' UAR is far above chance (1/7), in both regimes."""
-  u, x = emodb["utts"], emodb["x"]
-  k = len(emodb["labels"])
-  sp = splits.get_split("emodb", 0)
-  tr, va, te = (np.isin(u.speakers, list(getattr(sp, p)))
-                for p in ("train", "val", "test"))
-  ref = normalization.BandStats.of(x[tr])
+  u, x, k, sp, (tr, va, te), ref = fold0(emodb)
   head = functionals.fit_head(x[tr], u.labels[tr], x[va], u.labels[va], k,
                               HOP_S, ref)
   assert head.C in functionals.CS and head.coef.shape == (k, x.shape[1])
@@ -107,6 +113,30 @@ def test_head_beats_chance_and_round_trips(emodb):
   bad["coef"] = bad["coef"][:-1]
   with pytest.raises(ValueError, match="does not match"):
     functionals.LinearHead.from_dict(bad)
+
+
+def test_head_trains_on_copies_as_extra_rows(emodb):
+  """Copies are training rows with their clips' labels (an exact duplicate
+  of every row is the same fit as twice the C), and in the speaker regime
+  each copy is calibrated with its own statistics (a copy shifted per
+  speaker gives the same head as the unshifted copy)."""
+  u, x, k, sp, (tr, va, te), ref = fold0(emodb)
+  fit = lambda c, copies: functionals.fit_head(
+      x[tr], u.labels[tr], x[va], u.labels[va], k, HOP_S, ref, cs=[c],
+      refit_on_val=False, train_copies=copies)
+  doubled, twice_c = fit(0.01, [x[tr]]), fit(0.02, [])
+  np.testing.assert_allclose(doubled.probs(x[te]), twice_c.probs(x[te]), atol=2e-3)
+  assert np.abs(fit(0.01, []).probs(x[te]) - doubled.probs(x[te])).max() > 0.01
+  m = x[:, :FE.num_mel_bins]  # the band means: quick fits
+  rng = np.random.default_rng(0)
+  shift = {s: rng.normal(0, 3, m.shape[1]) for s in np.unique(u.speakers)}
+  shifted = m + np.stack([shift[s] for s in u.speakers])
+  head = lambda regime, copy: functionals.fit_on_speakers(
+      m, u.labels, u.speakers, sp.train, sp.val, regime, k, HOP_S, [copy])[0]
+  a, b = head("speaker", m), head("speaker", shifted)
+  np.testing.assert_allclose(a.coef, b.coef, atol=1e-6)
+  assert a.C == b.C
+  assert np.abs(head("global", m).coef - head("global", shifted).coef).max() > 1e-3
 
 
 def test_fuse_is_a_normalised_product():

@@ -193,19 +193,17 @@ def run_export(cfg: DefaultConfig) -> Dict:
   audio = np.concatenate([export.load_audio(rec, labels)[0]
                           for rec in _records(cfg).values()])
   pick = export.calibration_subset(len(audio), 32 if cfg.quick else 200, cfg.seed)
+  t = temperatures(cfg.generalization, cfg.regime)
   side = export.export_all(
       model, cfg.path("tflite"), labels, audio[pick],
       provenance={"corpora": sorted(_records(cfg)), "partition": "all speakers"},
       normalization=normalization_spec(cfg.regime,
                                        metrics["normalization"]["reference"]),
-      functionals_head=metrics.get("functionals_head"))
-  t = temperatures(cfg.generalization, cfg.regime)
-  if t:
-    side["temperature"] = {"per_exit": t, "fitted_on": (
-        "experiments/results/generalization.json: union_heldout validation "
-        "speakers, same recipe and regime (fused with the functionals head "
-        "when the model has one), geometric mean over seeds")}
-    atomic_write_text(cfg.path("tflite", export.SIDECAR), json.dumps(side, indent=2))
+      functionals_head=metrics.get("functionals_head"),
+      temperature={"per_exit": t, "fitted_on": (
+          "experiments/results/generalization.json: union_heldout validation "
+          "speakers, same recipe and regime (fused with the functionals head "
+          "when the model has one), geometric mean over seeds")} if t else None)
   return {f: v["bytes"] for f, v in side["files"].items()
           if f.endswith(".tflite")}
 

@@ -129,8 +129,9 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
     if temp:
       lines.append("The sidecar's per-exit temperatures ("
                    + ", ".join(f"{k} {v:.2f}" for k, v in temp.items())
-                   + ") are applied by `nsl-ser predict`, so `--tau` compares "
-                   "calibrated confidences.")
+                   + ") are applied by `nsl-ser predict` and by the C head's "
+                   "`nsl_fx_fuse_exit`, so `--tau` compares calibrated "
+                   "confidences.")
   else:
     lines.append("No generalisation results were found when this card was "
                  "written.")

@@ -72,6 +72,13 @@ def test_installed_model_has_card_stages_and_contract(installed):
   assert set(pooled.keys("emodb", splits.get_split("emodb", 0).val)) <= set(val)
   for c, n in metrics["speakers"].items():  # some, never all, of each corpus
     assert 1 <= sum(v.startswith(c + ":") for v in val) < n
+  # the sidecar's per-exit temperatures, generated into the C head too
+  import re
+  t = side["temperature"]["per_exit"]
+  tables = open(os.path.join(dest, "micro/front_end/functionals_tables.c")).read()
+  body = re.search(r"nsl_fx_temperature\[4\] = \{([^}]*)\}", tables).group(1)
+  np.testing.assert_allclose([float(v.strip().rstrip("f")) for v in body.split(",")],
+                             [t[f"exit_{k}"] for k in range(1, 5)], rtol=1e-6)
 
 
 def test_installed_model_predicts_plain_and_calibrated(installed, emodb_files):

@@ -175,17 +175,16 @@ def test_c_head_matches_numpy(emodb, tmp_path):
   """The C99 head (nsl_ser.micro_functionals), built with the system
   compiler, gives the numpy functionals, probabilities and fusion on real
   clips' features: 3 s windows, the longest whole clip, a window padded with
-  the log floor and a single frame."""
+  the log floor and a single frame; the per-exit temperatures after the
+  fusion as predict applies them."""
+  from nsl_ser import confidence
   from nsl_ser import micro_functionals as mf
-  u, x = emodb["utts"], emodb["x"]
-  k = len(emodb["labels"])
-  sp = splits.get_split("emodb", 0)
-  tr, va = (np.isin(u.speakers, list(getattr(sp, p))) for p in ("train", "val"))
-  ref = normalization.BandStats.of(x[tr])
+  u, x, k, _, (tr, va, _), ref = fold0(emodb)
   head = functionals.fit_head(x[tr], u.labels[tr], x[va], u.labels[va], k, HOP_S, ref)
   src = tmp_path / "fx"
   src.mkdir()
-  for name, text in mf.sources(head, FE).items():
+  temperatures = (1.0, 1.7, 2.2)
+  for name, text in mf.sources(head, FE, temperatures).items():
     (src / name).write_text(text)
   lib = mf.CFunctionals(mf.build_library(str(src), str(tmp_path / "libfx.so")),
                         x.shape[1], k)
@@ -206,7 +205,12 @@ def test_c_head_matches_numpy(emodb, tmp_path):
     e = np.full(k, 1.0 / k, np.float32)
     e[0] = 0.5
     e /= e.sum()
-    np.testing.assert_allclose(lib.fuse(p_c, e), functionals.fuse(e, p_c), atol=1e-6)
+    fused = functionals.fuse(e, p_c)
+    np.testing.assert_allclose(lib.fuse(p_c, e), fused, atol=1e-6)
+    for i, t in enumerate(temperatures):
+      np.testing.assert_allclose(lib.fuse_exit(p_c, e, i),
+                                 confidence.apply_temperature(fused, t), atol=1e-6)
+    np.testing.assert_allclose(lib.fuse_exit(p_c, e, 3), fused, atol=1e-6)  # none
   assert worst_f < 1e-5 and worst_p < 1e-4, (worst_f, worst_p)
   # a calibrated speaker: the head applies x * scale + shift first
   stats = functionals.speaker_stats(x, u.speakers)[str(u.speakers[0])]

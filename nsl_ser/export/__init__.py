@@ -64,7 +64,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
                provenance: Optional[dict] = None,
                normalization: Optional[dict] = None,
                calibration_features: Optional[np.ndarray] = None,
-               functionals_head: Optional[dict] = None) -> dict:
+               functionals_head: Optional[dict] = None,
+               temperature: Optional[dict] = None) -> dict:
   """Writes phone (float + int8), MCU stage and Edge TPU models, C arrays,
   the C front end, ``labels.txt``, ``edgetpu/compat_report.json`` and
   ``model.json`` under ``out_dir``; returns the sidecar dict.
@@ -79,7 +80,9 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   ``calibration_features``: the clips' features if the caller has them.
   ``functionals_head``: :meth:`nsl_ser.functionals.LinearHead.to_dict` of
   the head trained with the model, recorded in the sidecar (``predict``
-  fuses it with every exit).
+  fuses it with every exit). ``temperature``: ``{"per_exit": {exit: T},
+  "fitted_on": ...}``, recorded in the sidecar (``predict`` applies it
+  after the fusion) and in the C head (``nsl_fx_fuse_exit``).
   """
   names = output_names(model)
   classes = int(model.get_layer(names[-1]).output.shape[-1])
@@ -97,7 +100,10 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
   is_qat = quant["method"] == "qat"
   w = Writer(out_dir)
   write_phone(w, model, q, fe, calibration_audio, cfg.int8_dft)
-  micro_info = (write_micro(w, q, cal_feats, fe, is_qat, functionals_head)
+  per_exit = (temperature or {}).get("per_exit", {})
+  micro_info = (write_micro(w, q, cal_feats, fe, is_qat, functionals_head,
+                            [float(per_exit.get(n, 1.0)) for n in names]
+                            if per_exit else ())
                 if cfg.micro else None)
   if cfg.edgetpu:
     write_edgetpu(w, q, cal_feats)
@@ -119,6 +125,8 @@ def export_all(model: keras.Model, out_dir: str, labels: Sequence[str],
     side["micro"] = micro_info
   if functionals_head:
     side["functionals_head"] = {**functionals_head, "fusion": FUSION_CONTRACT}
+  if temperature:
+    side["temperature"] = temperature
   write_atomic(os.path.join(out_dir, SIDECAR), json.dumps(side, indent=2).encode())
   return side
 

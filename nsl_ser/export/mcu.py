@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from typing import Optional
+from typing import Optional, Sequence
 
 from nsl_ser import functionals, litert, micro, micro_front_end, micro_functionals
 from nsl_ser.compat import keras
@@ -15,10 +15,12 @@ from nsl_ser.features import FrontEndConfig
 
 def write_micro(w: Writer, model: keras.Model, cal_feats: np.ndarray,
                 front_end: FrontEndConfig, qat: bool = False,
-                functionals_head: Optional[dict] = None) -> dict:
+                functionals_head: Optional[dict] = None,
+                temperatures: Sequence[float] = ()) -> dict:
   """``micro/stage_k_int8.tflite`` + ``micro/stage_k/model_data.{cc,h}``
   for every stage, and ``micro/front_end/`` (with the functionals head's
-  C sources when the model has one); returns the sidecar's ``micro``
+  C sources when the model has one, and the per-exit ``temperatures``
+  its ``nsl_fx_fuse_exit`` applies); returns the sidecar's ``micro``
   entry. ``qat``: the model is a QAT copy whose stage boundaries carry
   trained ranges."""
   stages = micro.build_stages(model, cal_feats, pin_boundaries=qat)
@@ -45,7 +47,8 @@ def write_micro(w: Writer, model: keras.Model, cal_feats: np.ndarray,
     w.add(f"micro/front_end/{name}", text.encode(), target="mcu")
   if functionals_head:
     head = functionals.LinearHead.from_dict(functionals_head)
-    for name, text in micro_functionals.sources(head, front_end).items():
+    for name, text in micro_functionals.sources(head, front_end,
+                                                temperatures).items():
       w.add(f"micro/front_end/{name}", text.encode(), target="mcu")
   return {"stages": len(stages), "boundaries": bounds, "arena_bytes": arenas,
           "front_end": "micro/front_end (C99: nsl_ser.micro_front_end)",

@@ -167,3 +167,19 @@ void nsl_fx_fuse(const float* head_probs, float* exit_probs) {
     sum += (q[c] = ((double)exit_probs[c] + NSL_FX_EPS) * ((double)head_probs[c] + NSL_FX_EPS));
   for (c = 0; c < NSL_FX_NUM_CLASSES; ++c) exit_probs[c] = (float)(q[c] / sum);
 }
+
+void nsl_fx_fuse_exit(const float* head_probs, float* exit_probs, int exit_index) {
+  double z[NSL_FX_NUM_CLASSES], top = -1e300, sum = 0.0, t;
+  int c;
+  nsl_fx_fuse(head_probs, exit_probs);
+  if (exit_index < 0 || exit_index >= NSL_FX_NUM_TEMPERATURES) return;
+  t = (double)nsl_fx_temperature[exit_index];
+  if (t == 1.0) return;
+  for (c = 0; c < NSL_FX_NUM_CLASSES; ++c) {
+    double p = (double)exit_probs[c];
+    z[c] = log(p < NSL_FX_TEMPERATURE_EPS ? NSL_FX_TEMPERATURE_EPS : p) / t;
+    if (z[c] > top) top = z[c];
+  }
+  for (c = 0; c < NSL_FX_NUM_CLASSES; ++c) sum += (z[c] = exp(z[c] - top));
+  for (c = 0; c < NSL_FX_NUM_CLASSES; ++c) exit_probs[c] = (float)(z[c] / sum);
+}

@@ -174,7 +174,8 @@ def functionals_head(model: keras.Model, c: Corpus, regime: str,
   """The functionals head fitted on ``c``'s training speakers (C on the
   validation speakers, refit on both; speaker regime: every speaker's
   functionals calibrated with its own statistics onto the training
-  ones), on whole utterances (what predict gives it); and
+  ones), on whole utterances (what predict gives it) and their
+  speed-perturbed copies at the recipe's speeds; and
   {partition: {exit: UAR}} of ``model`` on the centre crops fused with
   it."""
   from nsl_ser import evaluation, functionals

@@ -17,19 +17,28 @@ Side by side, in one run, on the EmoDB fold's TEST speakers:
     the stage chain, its features against the training front end, its UAR,
     flash (stages + front-end code and tables) and arena;
   * the adaptive policy of ``nsl-ser predict`` on the phone model, at the
-    README's tau, with its measured mean latency per clip.
+    README's tau, with its measured mean latency per clip;
+  * the same policy on the microcontroller path, measured on this host for
+    a range of tau: C front end -> (C functionals head on the window's
+    features) -> TFLite Micro stages 1..k, stopping at the first exit
+    whose (fused) probabilities reach tau (``micro.run_adaptive``).
+With a functionals head (``--functionals_head``; by default the pipeline's
+student ``metrics.json`` next to ``--student``) it is exported with the
+student and every exit is fused with it, as ``nsl-ser predict`` and the
+microcontroller contract do; the CNN alone is reported next to it.
 Writes experiments/results/export.{json,md}.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (evaluation, export, litert, micro, models, source,
-                     splits)
+from nsl_ser import (evaluation, export, functionals, litert, micro,
+                     models, source, splits)
 from nsl_ser.features import FrontEndConfig, LogMel
 from nsl_ser.compat import tf
 from nsl_ser.results import RESULTS_DIR, markdown_table, write_results
@@ -48,6 +57,12 @@ flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "int8 method, as `nsl-ser export --quantization`.")
 flags.DEFINE_float("tau", 0.8, "Early-exit threshold of the adaptive row "
                    "(the README's recommendation).")
+flags.DEFINE_string("functionals_head", "auto",
+                    "JSON file whose 'functionals_head' is the student's head "
+                    "(the pipeline's student metrics.json); 'auto': the "
+                    "metrics.json next to --student if it has one; '': none.")
+flags.DEFINE_integer("mcu_passes", 3, "Timed passes over the test clips per "
+                     "tau on the microcontroller path (median per clip).")
 flags.DEFINE_string("name", "export", "Results name.")
 flags.DEFINE_string("results_dir", None, "Default: experiments/results.")
 flags.mark_flags_as_required(["student", "source"])
@@ -69,6 +84,18 @@ def front_end_model(front_end: FrontEndConfig, dft: str = "fft") -> bytes:
       [mod.fn.get_concrete_function()], mod)
   data = conv.convert()
   return export.quantize_front_end(data, front_end) if dft == "matmul" else data
+
+
+def fft_only_ms(fe: FrontEndConfig, audio: np.ndarray) -> float:
+  """A floor for any front end on this host: scipy's pocketfft (float32,
+  1 worker) of one window's Hann-windowed frames, nothing else."""
+  import scipy.fft
+  idx = (np.arange(fe.num_frames)[:, None] * fe.frame_step
+         + np.arange(fe.frame_length)[None, :])
+  frames = (audio[idx] * np.hanning(fe.frame_length + 1)[:-1]).astype(np.float32)
+  return litert.median_ms(
+      lambda: scipy.fft.rfft(frames, n=fe.fft_length, axis=1, workers=1),
+      F.runs, F.warmup)
 
 
 def chain_probs(stages, feats_q: np.ndarray, qps, k: int) -> np.ndarray:
@@ -109,28 +136,117 @@ def mcu_from_audio(sdir: str, fe: FrontEndConfig, audio: np.ndarray,
     cf = np.stack([c.features(a) for a in audio])
     q = c.quantize(cf)
     ms = litert.median_ms(lambda: c.features(audio[0]), F.runs, F.warmup)
-    code = micro_front_end.code_bytes(src)
+    code = micro_front_end.object_sizes(src)
+    head_c = ("functionals.c", "functionals_tables.c")
+    head = (micro_front_end.object_sizes(src, head_c)
+            if os.path.exists(os.path.join(src, head_c[0])) else
+            {"text": 0, "data": 0, "bss": 0})
   probs = {n: chain_probs(stages, q, out_q, k) for k, n in enumerate(names, 1)}
   return {"probs": probs, "max_abs_diff": float(np.abs(cf - feats).max()),
-          "front_end_ms": ms, "front_end_code_bytes": code}
+          "front_end_ms": ms, "front_end_code_bytes": code["text"] + code["data"],
+          "head_code_bytes": head["text"] + head["data"],
+          "static_ram_bytes": sum(d["data"] + d["bss"] for d in (code, head))}
+
+
+def load_head() -> dict | None:
+  """The student's functionals head (``--functionals_head``), or None."""
+  path = F.functionals_head
+  if path == "auto":
+    path = os.path.join(os.path.dirname(F.student), "metrics.json")
+    if not os.path.exists(path):
+      return None
+  if not path:
+    return None
+  with open(path) as f:
+    head = json.load(f).get("functionals_head")
+  if head is None and F.functionals_head != "auto":
+    raise ValueError(f"{path}: no 'functionals_head'")
+  return head
+
+
+def utterance_head_probs(head: functionals.LinearHead, ids: np.ndarray,
+                         labels, fe: FrontEndConfig) -> np.ndarray:
+  """The head on each test id's whole utterance, as ``nsl-ser predict``
+  and the pipeline's evaluation compute it."""
+  from nsl_ser import augment, records
+  utts = augment.load_utterances(records.list_shards(F.records_dir), labels,
+                                 front_end=fe)
+  whole = dict(zip(utts.ids, utts.clips(0)))
+  return head.probs(np.stack([
+      functionals.of_utterances(whole[i], head.hop_s)[1][0] for i in ids]))
 
 
 def adaptive(phone_path: str, audio: np.ndarray, y: np.ndarray, k: int,
-             tau: float) -> dict:
+             tau: float, head_probs: np.ndarray | None = None) -> dict:
   """``nsl-ser predict``'s policy on every clip: exits in order until the
-  top probability reaches tau; UAR, exit histogram, measured mean ms."""
+  top probability (fused with ``head_probs`` of the clip's utterance when
+  given) reaches tau; UAR, exit histogram, measured mean ms."""
   from nsl_ser import predict
   p = predict.load_predictor(phone_path)
   for a in audio[:F.warmup]:
     predict.classify_window(p, a, tau, "max_prob")
   out, ms, used = [], [], []
-  for a in audio:
+  for i, a in enumerate(audio):
+    p.head_probs = None if head_probs is None else head_probs[i]
     probs, name, t = predict.classify_window(p, a, tau, "max_prob")
     out.append(probs)
     ms.append(t)
     used.append(name)
   return {"uar": uar(y, np.stack(out), k), "mean_ms": float(np.mean(ms)),
           "exits": {n: used.count(n) for n in sorted(set(used))}}
+
+
+MCU_TAUS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+
+
+def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
+                 y: np.ndarray, k: int, with_head: bool) -> list:
+  """The early-exit policy on the microcontroller path, timed on this
+  host for every tau of :data:`MCU_TAUS` (0: always exit 1; 1.01: always
+  the full chain): per clip, the C front end, with a head the C head on
+  the window's features (``nsl_fx_compute`` + ``nsl_fx_probs``: what a
+  device with one window of audio computes), then TFLite Micro stages
+  1..k with ``nsl_fx_fuse_exit`` after each (``micro.run_adaptive``).
+  Median of ``--mcu_passes`` per clip, mean over clips."""
+  import tempfile
+  from nsl_ser import micro_front_end, micro_functionals
+  src = os.path.join(sdir, "micro", "front_end")
+  with tempfile.TemporaryDirectory() as td:
+    cfe = micro_front_end.CFrontEnd(
+        micro_front_end.build_library(src, os.path.join(td, "fe.so")), fe)
+    chead = (micro_functionals.CFunctionals(
+        micro_functionals.build_library(src, os.path.join(td, "fx.so")),
+        functionals.num_functionals(fe.num_mel_bins), k)
+        if with_head else None)
+
+    def one(a: np.ndarray, tau: float):
+      t0 = time.perf_counter()
+      f = cfe.features(a)
+      fuse = None
+      if chead is not None:
+        hp = chead.probs(chead.functionals(f))
+        fuse = lambda p, j: chead.fuse_exit(hp, p, j)
+      p, e = micro.run_adaptive(tflm, cfe.quantize(f)[None], out_q, tau, fuse)
+      return p, e, (time.perf_counter() - t0) * 1e3
+
+    for a in audio[:F.warmup]:
+      one(a, 1.01)
+    ms = np.zeros((len(MCU_TAUS), F.mcu_passes, len(audio)))
+    res = {}
+    for r in range(F.mcu_passes):
+      for t, tau in enumerate(MCU_TAUS):
+        for i, a in enumerate(audio):
+          p, e, ms[t, r, i] = one(a, tau)
+          res[t, i] = (p, e)
+  curve = []
+  for t, tau in enumerate(MCU_TAUS):
+    probs = np.stack([res[t, i][0] for i in range(len(audio))])
+    used = np.array([res[t, i][1] for i in range(len(audio))])
+    curve.append({"tau": tau, "uar": uar(y, probs, k),
+                  "exit_share": (np.bincount(used - 1, minlength=len(tflm))
+                                 / len(used)).tolist(),
+                  "mean_ms": float(np.median(ms[t], axis=0).mean())})
+  return curve
 
 
 def main(argv):
@@ -147,7 +263,10 @@ def main(argv):
 
   train_audio, _, _ = export.load_audio(F.records_dir, labels, sorted(split.train), fe)
   idx = export.calibration_subset(len(train_audio), F.num_calibration)
-  test_audio, y, _ = export.load_audio(F.records_dir, labels, sorted(split.test), fe)
+  test_audio, y, test_ids = export.load_audio(F.records_dir, labels,
+                                              sorted(split.test), fe)
+  head_dict = load_head()
+  head = functionals.LinearHead.from_dict(head_dict) if head_dict else None
   test_feats = export.features_of(test_audio, fe)
   logging.info("%d calibration clips, %d test clips", len(idx), len(y))
 
@@ -156,7 +275,8 @@ def main(argv):
       student, sdir, labels, train_audio[idx],
       export.ExportConfig(front_end=fe, quantization=F.quantization),
       qat_data=export.QATData(F.records_dir, F.corpus, F.fold),
-      provenance={"corpus": F.corpus, "fold": F.fold, "partition": "train"})
+      provenance={"corpus": F.corpus, "fold": F.fold, "partition": "train"},
+      functionals_head=head_dict)
   phone_dft = side["files"]["model_int8.tflite"]["front_end_dft"]
   src_phone = export.convert_phone(src, fe)
   src_feat = export.convert_float(export.exits_model(src))
@@ -213,8 +333,25 @@ def main(argv):
   probs["mcu_int8_from_audio"] = mcu.pop("probs")
   uars["mcu_int8_from_audio"] = {n: uar(y, p, nk)
                                  for n, p in probs["mcu_int8_from_audio"].items()}
-  adapt = adaptive(os.path.join(sdir, "model_int8.tflite"), test_audio, y, nk,
-                   F.tau)
+  phone_int8 = os.path.join(sdir, "model_int8.tflite")
+  adapt_cnn = adaptive(phone_int8, test_audio, y, nk, F.tau)
+  hp = None
+  if head is not None:  # what predict runs: every exit fused with the head
+    hp = utterance_head_probs(head, test_ids, labels, fe)
+    for v in ("phone_int8", "mcu_int8_from_audio"):
+      probs[f"{v}_fused"] = dict(zip(names, functionals.fuse(
+          [probs[v][n] for n in names], hp)))
+      uars[f"{v}_fused"] = {n: uar(y, p, nk)
+                            for n, p in probs[f"{v}_fused"].items()}
+    uars["functionals_head"] = {"head": uar(y, hp, nk)}
+  adapt = (adaptive(phone_int8, test_audio, y, nk, F.tau, hp)
+           if hp is not None else adapt_cnn)
+  mcu_curve = mcu_adaptive(sdir, fe, tflm, out_q, test_audio, y, nk,
+                           head is not None)
+  mcu_at = {c["tau"]: c for c in mcu_curve}
+  mcu_tau = min((c for c in mcu_curve if 0 < c["tau"] <= 1),
+                key=lambda c: abs(c["tau"] - F.tau))
+  fused_full = uars["phone_int8_fused" if hp is not None else "phone_int8"][deepest]
 
   # ---- latency (1 thread, median) -----------------------------------------
   def lat(m: litert.Model, sig, **inputs) -> float:
@@ -226,6 +363,7 @@ def main(argv):
              "front_end_float": lat(litert.Model(fe_bytes), None, audio=a1),
              "front_end_int8_dft": lat(litert.Model(fe_int8_bytes), None,
                                        audio=a1)}
+  latency["fft_only_scipy"] = fft_only_ms(fe, a1[0])
   alt = "matmul" if phone_dft == "fft" else "fft"
   alt_phone = litert.Model(export.convert_staged_phone(
       student, fe, train_audio[idx], dft=alt), f"staged int8, {alt}")
@@ -302,6 +440,7 @@ def main(argv):
       f"latency_full_audio_{alt}_ms": latency[f"phone_int8_{alt}/full_signature"],
       "front_end_macs": front_end_macs(fe, phone_dft),
       f"front_end_{alt}_macs": front_end_macs(fe, alt),
+      "latency_fft_only_scipy_ms": latency["fft_only_scipy"],
       "latency_front_end_phone_ms": latency[
           "front_end_int8_dft" if phone_dft == "matmul" else "front_end_float"],
       "cnn_macs": int(side["exit_macs"][deepest]),
@@ -311,13 +450,32 @@ def main(argv):
                                            latency[f"phone_int8/{deepest}"]),
       "latency_adaptive_audio_ms": adapt["mean_ms"],
       "uar_adaptive": adapt["uar"],
-      "uar_full": uars["phone_int8"][deepest],
+      # what predict runs: with a head, every exit fused with it
+      "uar_full": fused_full,
+      "fused_with_head": int(hp is not None),
+      "uar_head": uars.get("functionals_head", {}).get("head", float("nan")),
+      "uar_full_cnn": uars["phone_int8"][deepest],
+      "uar_adaptive_cnn": adapt_cnn["uar"],
+      "latency_adaptive_cnn_audio_ms": adapt_cnn["mean_ms"],
       "tau": F.tau,
+      # the microcontroller path on this host (C front end [+ C head] +
+      # TFLM stages until the exit policy stops)
+      "latency_mcu_exit_1_audio_ms": mcu_at[0.0]["mean_ms"],
+      "latency_mcu_full_audio_ms": mcu_at[1.01]["mean_ms"],
+      "latency_mcu_adaptive_audio_ms": mcu_tau["mean_ms"],
+      "uar_mcu_full": mcu_at[1.01]["uar"],
+      "uar_mcu_adaptive": mcu_tau["uar"],
+      "mcu_adaptive_exit_1_share": mcu_tau["exit_share"][0],
       "mcu_front_end_max_abs_diff": mcu["max_abs_diff"],
       "latency_mcu_front_end_c_ms": mcu["front_end_ms"],
       "uar_mcu_end_to_end": uars["mcu_int8_from_audio"][deepest],
-      "mcu_flash_bytes": sizes["mcu_total"] + mcu["front_end_code_bytes"],
+      # stages + C front end + C head (code and tables)
+      "mcu_flash_bytes": (sizes["mcu_total"] + mcu["front_end_code_bytes"]
+                          + mcu["head_code_bytes"]),
       "mcu_front_end_code_bytes": mcu["front_end_code_bytes"],
+      "mcu_head_code_bytes": mcu["head_code_bytes"],
+      # the C code's static buffers (data + bss), next to the TFLM arena
+      "mcu_static_ram_bytes": mcu["static_ram_bytes"],
   }
   s = summary
   targets = {
@@ -345,6 +503,12 @@ def main(argv):
       "mcu_end_to_end_within_1.5_of_float":
           s["uar_float"] - s["uar_mcu_end_to_end"] <= 1.5,
       "mcu_arena<=64KB": s["mcu_arena_bytes"] <= 64_000,
+      "mcu exit_1<=full/3 (audio in, host)":
+          s["latency_mcu_exit_1_audio_ms"] <= s["latency_mcu_full_audio_ms"] / 3,
+      "mcu adaptive_ms<full_ms (audio in, host)":
+          s["latency_mcu_adaptive_audio_ms"] < s["latency_mcu_full_audio_ms"],
+      "mcu uar_adaptive_within_1_of_full":
+          s["uar_mcu_full"] - s["uar_mcu_adaptive"] <= 1,
   }
   details = {
       "flags": {k: F[k].value for k in ("student", "source", "records_dir",
@@ -358,6 +522,7 @@ def main(argv):
       "tflm_equals_litert_reference": identical,
       "tflm_vs_litert_xnnpack_max_lsb": xnn_lsb, "targets": targets,
       "exit_macs": side["exit_macs"], "adaptive": adapt,
+      "adaptive_cnn": adapt_cnn, "mcu_tau_curve": mcu_curve,
       "mcu_front_end": mcu, "wall_s": time.time() - t0,
   }
   rows = [[n, f"{uars['keras'][n]:.1f}", f"{uars['phone_float'][n]:.1f}",
@@ -375,6 +540,31 @@ def main(argv):
              "UAR full int8 (features)", "int8=float",
              "ms float (audio)", "ms int8 (audio)", "ms MCU stage k (features)",
              "stage bytes", "TFLM arena"], rows))
+  if hp is not None:
+    md += ("\nWith the functionals head (UAR %.1f alone on these clips), "
+           "every exit fused with it as `nsl-ser predict` does (UAR per exit "
+           "1…K): phone int8 %s; MCU int8 from audio %s.\n"
+           % (uars["functionals_head"]["head"],
+              " / ".join(f"{uars['phone_int8_fused'][n]:.1f}" for n in names),
+              " / ".join(f"{uars['mcu_int8_from_audio_fused'][n]:.1f}"
+                         for n in names)))
+  md += ("\n## Early exits on the microcontroller path (this host)\n\n"
+         "Per clip, timed together: the C front end, %sthen TFLite Micro "
+         "stages 1..k until the exit's %sprobabilities reach τ "
+         "(`micro.run_adaptive`). Median of %d passes per clip, mean over "
+         "the %d clips; τ 0 always stops at exit 1, τ 1.01 always runs the "
+         "full chain. Host TFLM (reference kernels) and the C code built "
+         "here: a proxy for relative cost on a device.\n\n"
+         % ("the C functionals head on the window's features, "
+            if hp is not None else "", "fused " if hp is not None else "",
+            F.mcu_passes, len(y))
+         + markdown_table(["τ", "UAR %", "exit shares", "mean ms",
+                           "ms / full"],
+                          [[f"{c['tau']:.2f}", f"{c['uar']:.1f}",
+                            " / ".join(f"{v:.2f}" for v in c["exit_share"]),
+                            f"{c['mean_ms']:.2f}",
+                            f"{c['mean_ms'] / mcu_at[1.01]['mean_ms']:.2f}"]
+                           for c in mcu_curve]))
   md += "\n## Summary\n\n" + markdown_table(
       ["metric", "value"], [[k, f"{v:.3f}" if isinstance(v, float) else v]
                             for k, v in summary.items()])
@@ -384,25 +574,32 @@ def main(argv):
          "warm-up runs, one 3 s clip. 'audio' includes the log-Mel front end: "
          "float RFFT (%.2f ms alone; the float phone model's, and the int8 "
          "one's unless exported with --int8_dft=matmul), int8-weight DFT "
-         "matmul (%.2f ms alone); 'features' excludes it. int8 method: %s. Bytes: KiB = 1024 B; int8_bytes is the sum of "
+         "matmul (%.2f ms alone; scipy's pocketfft of the same frames alone, "
+         "float32, 1 worker: %.2f ms, a floor for any front end here); "
+         "'features' excludes it. int8 method: %s. Bytes: KiB = 1024 B; int8_bytes is the sum of "
          "the MCU stage models; TFLM arena is RecordingMicroAllocator's total "
          "on x86-64. TFLM and LiteRT (reference kernels) stage outputs "
          "identical: %s; LiteRT with XNNPACK differs from TFLM by at most %d "
          "LSB. TFLM latency is the Python TFLM interpreter on this host "
          "(reference kernels), a proxy for relative cost on a device.\n"
          % (F.runs, F.warmup, latency["front_end_float"],
-            latency["front_end_int8_dft"], side["quantization"]["method"],
+            latency["front_end_int8_dft"], latency["fft_only_scipy"],
+            side["quantization"]["method"],
             identical, xnn_lsb))
   md += ("\nMicrocontroller from audio: the exported C99 front end "
          "(`micro/front_end`, %d B of code and tables compiled with -Os on "
          "this host) differs from the training front end by at most %.1e "
-         "nats and takes %.2f ms a clip here (float32, no SIMD); flash "
-         "(stages + front end) %d B, largest arena %d B. Adaptive (tau %.2f, "
+         "nats and takes %.2f ms a clip here (float32, no SIMD); the C "
+         "functionals head %d B; flash (stages + front end + head) %d B, "
+         "largest arena %d B, the C code's static buffers %d B. Adaptive (tau %.2f, "
          "phone int8, audio in, exits run one after another as `nsl-ser "
-         "predict` does): UAR %.1f vs full %.1f, mean %.2f ms vs full %.2f ms; "
+         "predict` does%s): UAR %.1f vs full %.1f, mean %.2f ms vs full %.2f ms; "
          "exits used %s.\n"
          % (mcu["front_end_code_bytes"], mcu["max_abs_diff"], mcu["front_end_ms"],
-            summary["mcu_flash_bytes"], summary["mcu_arena_bytes"], F.tau,
+            mcu["head_code_bytes"], summary["mcu_flash_bytes"],
+            summary["mcu_arena_bytes"], mcu["static_ram_bytes"], F.tau,
+            ", every exit fused with the utterance's functionals head"
+            if hp is not None else "",
             adapt["uar"], summary["uar_full"], adapt["mean_ms"],
             summary["latency_full_audio_ms"], adapt["exits"]))
   path = write_results(F.name, summary, details, md,

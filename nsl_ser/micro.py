@@ -16,11 +16,11 @@ import os
 import re
 import sys
 import tempfile
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import convert, litert, models
+from nsl_ser import convert, early_exit, litert, models
 from nsl_ser.compat import keras
 from nsl_ser.litert import ModelError, QParams
 
@@ -263,6 +263,28 @@ def run_chain(stages: Sequence, features_q: np.ndarray,
     out.update({n: v for n, v in o.items() if not n.endswith("_act")})
     x = o.get(f"block{k}_act")
   return out
+
+
+def run_adaptive(stages: Sequence, features_q: np.ndarray,
+                 exit_qparams: Sequence[QParams], tau: float,
+                 fuse: Optional[Callable[[np.ndarray, int], np.ndarray]] = None,
+                 policy: str = "max_prob") -> Tuple[np.ndarray, int]:
+  """The early-exit policy on a device: stages 1, 2, ... on one int8
+  feature clip [1, T, F] until exit k's probabilities (dequantised with
+  ``exit_qparams[k - 1]``, then ``fuse(probs, k - 1)`` when given, e.g.
+  the functionals head's ``nsl_fx_fuse_exit``) reach ``tau``
+  (:func:`nsl_ser.early_exit.confidence`); the last exit otherwise. Only
+  stages 1..k run. Returns (probabilities [classes], k)."""
+  x = features_q
+  for k, st in enumerate(stages, start=1):
+    o = st(x, raw=True)
+    p = exit_qparams[k - 1].dequantize(o[f"exit_{k}"])[0]
+    if fuse is not None:
+      p = fuse(p, k - 1)
+    if k == len(stages) or early_exit.confidence(p[None], policy)[0] >= tau:
+      return p, k
+    x = o[f"block{k}_act"]
+  raise ValueError("run_adaptive needs at least one stage")
 
 
 def c_array_sources(data: bytes, var_name: str = "g_model_data",

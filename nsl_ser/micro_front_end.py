@@ -22,7 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 
@@ -345,20 +345,33 @@ def float_ptr(x: np.ndarray):
   return x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
 
-def code_bytes(src_dir: str, cflags=("-Os",)) -> int:
-  """Flash of the compiled front end for this host (text + data of the
-  object files, ``size``'s sum): a proxy for a device's."""
+FRONT_END_C = ("front_end.c", "front_end_tables.c")
+
+
+def object_sizes(src_dir: str, names: Sequence[str] = FRONT_END_C,
+                 cflags=("-Os",)) -> Dict[str, int]:
+  """``size``'s text, data and bss summed over the C files ``names`` of
+  ``src_dir`` compiled for this host: a proxy for a device's flash (text +
+  data) and static RAM (data + bss)."""
   cc = compiler()
-  total = 0
+  total = {"text": 0, "data": 0, "bss": 0}
   with tempfile.TemporaryDirectory() as td:
-    for name in ("front_end.c", "front_end_tables.c"):
+    for name in names:
       obj = os.path.join(td, name + ".o")
       subprocess.run([cc, "-std=c99", *cflags, "-c", "-o", obj,
                       os.path.join(src_dir, name)], check=True)
       out = subprocess.run(["size", obj], capture_output=True, text=True,
                            check=True).stdout.split("\n")[1].split()
-      total += int(out[0]) + int(out[1])
+      for key, v in zip(("text", "data", "bss"), out):
+        total[key] += int(v)
   return total
+
+
+def code_bytes(src_dir: str, names: Sequence[str] = FRONT_END_C,
+               cflags=("-Os",)) -> int:
+  """Flash of the compiled C files (text + data, :func:`object_sizes`)."""
+  s = object_sizes(src_dir, names, cflags)
+  return s["text"] + s["data"]
 
 
 class CFrontEnd:

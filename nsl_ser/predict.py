@@ -89,12 +89,21 @@ class Predictor:
 
   head_probs: Optional[np.ndarray] = None  # this window's functionals head
 
-  def exit_probs(self, name: str, window: np.ndarray) -> np.ndarray:
-    probs = self.run_exit(name, window)
+  def run_full(self, window: np.ndarray) -> Optional[np.ndarray]:
+    """The deepest exit's probabilities in one call when the model has
+    such a signature (None: run the exits in order)."""
+    return None
+
+  def finish(self, name: str, probs: np.ndarray) -> np.ndarray:
+    """Exit ``name``'s probabilities fused with the head, then its
+    temperature."""
     if self.head_probs is not None:
       probs = functionals.fuse(probs, self.head_probs)
     t = self.temperature.get(name)
     return probs if t is None else confidence.apply_temperature(probs, t)
+
+  def exit_probs(self, name: str, window: np.ndarray) -> np.ndarray:
+    return self.finish(name, self.run_exit(name, window))
 
 
 def _sidecar(path: str) -> Tuple[dict, Optional[str]]:
@@ -191,6 +200,14 @@ class TFLitePredictor(Predictor):
       x = (x * scale + shift).astype(np.float32)
     self._x, self._done = x, {}
 
+  def run_full(self, window: np.ndarray) -> Optional[np.ndarray]:
+    """A staged model's one-call ``full`` signature (not with a speaker
+    calibration, which goes between the front end and stage 1)."""
+    if not self.staged or self.calibration is not None:
+      return None
+    out = self.model.run("full", audio=window[None].astype(np.float32))
+    return np.asarray(out[self.exits[-1]])[0]
+
   def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
     if not self.staged:
       out = self.model.run(name, **{self._input: window[None].astype(np.float32)})
@@ -256,8 +273,14 @@ def window_starts(n: int, window: int, hop: int) -> List[int]:
 
 def classify_window(p: Predictor, window: np.ndarray, tau: float,
                     policy: str) -> Tuple[np.ndarray, str, float]:
-  """Runs exits in order until one is confident enough; (probs, exit, ms)."""
+  """Runs exits in order until one is confident enough; (probs, exit, ms).
+  tau > 1 never stops early: the model's one-call signature, if any."""
   t0 = time.perf_counter()
+  if tau > 1:
+    probs = p.run_full(window)
+    if probs is not None:
+      name = p.exits[-1]
+      return p.finish(name, probs), name, (time.perf_counter() - t0) * 1e3
   p.start(window)
   probs = None
   for name in p.exits:

@@ -368,6 +368,35 @@ def test_mcu_chain_from_audio(out, emodb, c_front_end):
   assert np.abs(c - ref).mean() <= outq.scale and np.abs(c - ref).max() <= 0.05
 
 
+def test_mcu_adaptive_chain_runs_only_the_stages_it_needs(out, emodb):
+  """micro.run_adaptive stops where early_exit's policy stops on the whole
+  chain's exits (here fused with a head, as the C head does), returns
+  those probabilities, and invokes stages 1..k only."""
+  from nsl_ser import early_exit, functionals
+  tflm = _stages(out, micro.MicroModel.from_file)
+  outq = [micro.stage_output_qparams(s.data, e) for s, e in zip(tflm, EXITS)]
+  feats = tflm[0].inputs[0].qparams.quantize(emodb["test_feats"][:16])
+  chains = [micro.run_chain(tflm, x[None]) for x in feats]
+  head = np.random.default_rng(0).dirichlet(np.ones(len(emodb["labels"])), 16)
+  fused = [functionals.fuse(np.concatenate([q.dequantize(c[e]) for c in chains]),
+                            head) for q, e in zip(outq, EXITS)]
+  calls = []
+  counted = [lambda x, raw, k=k, s=s: (calls.append(k), s(x, raw=raw))[1]
+             for k, s in enumerate(tflm, start=1)]
+  stops = set()
+  for tau in (0.0, 0.6, 0.9, 1.1):
+    want = early_exit.stop_exit(fused, tau)
+    for i, x in enumerate(feats):
+      del calls[:]
+      p, k = micro.run_adaptive(
+          counted, x[None], outq, tau,
+          fuse=lambda p, j, h=head[i]: functionals.fuse(p, h))
+      assert k == want[i] + 1 and calls == list(range(1, k + 1)), (tau, i)
+      np.testing.assert_allclose(p, fused[k - 1][i], atol=1e-6)
+      stops.add(k)
+  assert {1, 4} <= stops
+
+
 def _tiny_int8(extra: keras.layers.Layer) -> bytes:
   inp = keras.Input((8,), name="x")
   h = extra(keras.layers.Dense(8, name="d1")(inp))
@@ -464,27 +493,47 @@ def test_feature_model_converters_and_qparams(student, emodb):
 
 
 def test_export_benchmark_script(student, emodb, tmp_path):
-  """experiments/export_benchmark.py end to end (few timing runs)."""
+  """experiments/export_benchmark.py end to end (few timing runs), with a
+  functionals head: exits fused, and the microcontroller path's tau curve
+  (C front end + C head + TFLM stages until the policy stops)."""
+  from nsl_ser import functionals
+  from nsl_ser.features import FrontEndConfig
   src = models.build_cnn(len(emodb["labels"]), models.SOURCE)
   models.adapt_normalization(src, emodb["train"].features[:32])
   src.save(str(tmp_path / "source.keras"))
+  tr, hop_s = emodb["train"], FrontEndConfig().hop_ms / 1000
+  x = functionals.of_clips(list(tr.features[::2]), hop_s)
+  head = functionals.fit_head(x, tr.labels[::2], x, tr.labels[::2],
+                              len(emodb["labels"]), hop_s, cs=(0.01,))
+  (tmp_path / "metrics.json").write_text(
+      json.dumps({"functionals_head": head.to_dict()}))
   cmd = [sys.executable, "experiments/export_benchmark.py",
          f"--student={student[1]}", f"--source={tmp_path / 'source.keras'}",
          f"--records_dir={emodb['rec']}", f"--out_dir={tmp_path / 'work'}",
          f"--results_dir={tmp_path / 'results'}", "--num_calibration=32",
-         "--runs=5", "--warmup=1", "--quantization=ptq"]
+         "--runs=5", "--warmup=1", "--quantization=ptq", "--mcu_passes=1",
+         f"--functionals_head={tmp_path / 'metrics.json'}"]
   r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert r.returncode == 0, r.stderr[-3000:]
   res = json.load(open(tmp_path / "results" / "export.json"))
   s = res["summary"]
   for k in ("int8_bytes", "mcu_arena_bytes", "uar_float", "uar_int8",
             "latency_source_ms", "latency_int8_ms", "latency_exit_1_ms",
-            "latency_full_student_ms"):
+            "latency_full_student_ms", "uar_full", "uar_head",
+            "latency_mcu_exit_1_audio_ms", "latency_mcu_full_audio_ms",
+            "latency_mcu_adaptive_audio_ms", "uar_mcu_full"):
     assert isinstance(s[k], (int, float)) and s[k] > 0, k
   assert s["mcu_arena_bytes"] == max(res["mcu_arena_bytes"])
   assert s["int8_bytes"] == sum(res["bytes"]["mcu_stages"])
   assert res["tflm_equals_litert_reference"] is True
-  assert (tmp_path / "results" / "export.md").exists()
+  assert s["fused_with_head"] == 1 and s["uar_full_cnn"] == s["uar_int8"]
+  curve = res["mcu_tau_curve"]
+  assert curve[0]["exit_share"] == [1, 0, 0, 0]  # tau 0: exit 1 always
+  assert curve[-1]["exit_share"] == [0, 0, 0, 1]  # tau > 1: the full chain
+  assert s["uar_mcu_full"] == curve[-1]["uar"]
+  for c in curve:
+    assert abs(sum(c["exit_share"]) - 1) < 1e-9 and c["mean_ms"] > 0
+  assert "microcontroller path" in (tmp_path / "results" / "export.md").read_text()
 
 
 def test_time_pools_become_mean_with_the_same_outputs(emodb):

@@ -46,6 +46,28 @@ def test_tau_controls_the_exit(default_model, emodb_files):
   assert [w.exit for w in full] == [default_model.exits[-1]]
 
 
+def test_tau_above_one_runs_the_one_call_model(emodb_files):
+  """tau > 1 never stops early, so a staged model answers with its one-call
+  ``full`` signature: the stages' numbers, without calling them."""
+  p = predict.load_predictor(predict.DEFAULT_MODEL)
+  last = p.exits[-1]
+  for f in emodb_files[:40:8]:
+    x = audio.load_audio(f)
+    w = np.zeros(p.front_end.clip_samples, np.float32)
+    w[:min(len(x), len(w))] = x[:len(w)]
+    p.begin_file(x)
+    p.head_probs = p.head_at(0.0)
+    p.start(w)
+    chain = p.exit_probs(last, w)
+    p.start = p.run_exit = None  # the one-call path needs neither
+    probs, name, _ = predict.classify_window(p, w, 1.01, "max_prob")
+    del p.start, p.run_exit
+    assert name == last
+    # two int8 graphs: measured up to 0.016 apart fused (0.039, 10 output
+    # LSB, before the fusion) over 80 EmoDB files
+    np.testing.assert_allclose(probs, chain, atol=0.06)
+
+
 def _confident_clips(p, files, emotion, n):
   out = []
   for f in files:

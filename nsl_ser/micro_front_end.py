@@ -367,13 +367,6 @@ def object_sizes(src_dir: str, names: Sequence[str] = FRONT_END_C,
   return total
 
 
-def code_bytes(src_dir: str, names: Sequence[str] = FRONT_END_C,
-               cflags=("-Os",)) -> int:
-  """Flash of the compiled C files (text + data, :func:`object_sizes`)."""
-  s = object_sizes(src_dir, names, cflags)
-  return s["text"] + s["data"]
-
-
 class CFrontEnd:
   """The compiled front end, called through ctypes (host tests)."""
 

@@ -48,7 +48,8 @@ def test_tau_controls_the_exit(default_model, emodb_files):
 
 def test_tau_above_one_runs_the_one_call_model(emodb_files):
   """tau > 1 never stops early, so a staged model answers with its one-call
-  ``full`` signature: the stages' numbers, without calling them."""
+  ``full`` signature: the stage chain's numbers within int8 rounding,
+  without calling the front end or the stages."""
   p = predict.load_predictor(predict.DEFAULT_MODEL)
   last = p.exits[-1]
   for f in emodb_files[:40:8]:

@@ -164,18 +164,6 @@ def load_head() -> dict | None:
   return head
 
 
-def utterance_head_probs(head: functionals.LinearHead, ids: np.ndarray,
-                         labels, fe: FrontEndConfig) -> np.ndarray:
-  """The head on each test id's whole utterance, as ``nsl-ser predict``
-  and the pipeline's evaluation compute it."""
-  from nsl_ser import augment, records
-  utts = augment.load_utterances(records.list_shards(F.records_dir), labels,
-                                 front_end=fe)
-  whole = dict(zip(utts.ids, utts.clips(0)))
-  return head.probs(np.stack([
-      functionals.of_utterances(whole[i], head.hop_s)[1][0] for i in ids]))
-
-
 def adaptive(phone_path: str, audio: np.ndarray, y: np.ndarray, k: int,
              tau: float, head_probs: np.ndarray | None = None) -> dict:
   """``nsl-ser predict``'s policy on every clip: exits in order until the
@@ -337,7 +325,9 @@ def main(argv):
   adapt_cnn = adaptive(phone_int8, test_audio, y, nk, F.tau)
   hp = None
   if head is not None:  # what predict runs: every exit fused with the head
-    hp = utterance_head_probs(head, test_ids, labels, fe)
+    from nsl_ser import augment, records
+    hp = functionals.first_utterance_probs(head, augment.utterance_features(
+        records.list_shards(F.records_dir), labels, test_ids, fe))
     for v in ("phone_int8", "mcu_int8_from_audio"):
       probs[f"{v}_fused"] = dict(zip(names, functionals.fuse(
           [probs[v][n] for n in names], hp)))

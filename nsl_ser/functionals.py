@@ -130,6 +130,14 @@ def of_utterances(clip: np.ndarray, hop_s: float,
   return bounds, np.stack([functionals(clip[a:b], hop_s) for a, b in bounds])
 
 
+def first_utterance_probs(head: "LinearHead", clips: Sequence[np.ndarray]
+                          ) -> np.ndarray:
+  """[N, classes]: ``head`` on the first utterance (:func:`of_utterances`)
+  of each whole recording, what ``predict`` fuses with its first window."""
+  return head.probs(np.stack([of_utterances(c, head.hop_s)[1][0]
+                              for c in clips]))
+
+
 def of_clips(clips: Sequence[np.ndarray], hop_s: float) -> np.ndarray:
   """[N, num_functionals] for whole clips."""
   return np.stack([functionals(c, hop_s) for c in clips])

@@ -169,13 +169,10 @@ def run_evaluate(cfg: RunConfig) -> Dict:
     from nsl_ser import augment, functionals, records
     from nsl_ser.features import FrontEndConfig
     head = functionals.LinearHead.from_dict(side["functionals_head"])
-    utts = augment.load_utterances(
-        records.list_shards(_records(cfg, cfg.target)), labels,
-        front_end=FrontEndConfig.from_dict(side["front_end"]))
-    whole = dict(zip(utts.ids, utts.clips(0)))
-    clips = [whole[i] for i in ids]
-    hp = head.probs(np.stack([functionals.of_utterances(c, head.hop_s)[1][0]
-                              for c in clips]))
+    clips = augment.utterance_features(
+        records.list_shards(_records(cfg, cfg.target)), labels, ids,
+        FrontEndConfig.from_dict(side["front_end"]))
+    hp = functionals.first_utterance_probs(head, clips)
     result["per_exit_cnn"] = {e: evaluation.report(y, p, labels)
                               for e, p in zip(exits, probs)}
     result["head_only"] = evaluation.report(y, hp, labels)

@@ -134,8 +134,17 @@ def mcu_from_audio(sdir: str, fe: FrontEndConfig, audio: np.ndarray,
     lib = micro_front_end.build_library(src, os.path.join(td, "fe.so"))
     c = micro_front_end.CFrontEnd(lib, fe)
     cf = np.stack([c.features(a) for a in audio])
+    streamed = np.stack([c.streamed(a) for a in audio])
     q = c.quantize(cf)
     ms = litert.median_ms(lambda: c.features(audio[0]), F.runs, F.warmup)
+    tail_ms = []  # streaming: the work left when the window's last hop arrives
+    for _ in range(F.runs):
+      c.stream_reset()
+      c.stream_push(audio[0][:-fe.frame_step])
+      t0 = time.perf_counter()
+      c.stream_push(audio[0][-fe.frame_step:])
+      c.stream_features()
+      tail_ms.append((time.perf_counter() - t0) * 1e3)
     code = micro_front_end.object_sizes(src)
     head_c = ("functionals.c", "functionals_tables.c")
     head = (micro_front_end.object_sizes(src, head_c)
@@ -143,7 +152,9 @@ def mcu_from_audio(sdir: str, fe: FrontEndConfig, audio: np.ndarray,
             {"text": 0, "data": 0, "bss": 0})
   probs = {n: chain_probs(stages, q, out_q, k) for k, n in enumerate(names, 1)}
   return {"probs": probs, "max_abs_diff": float(np.abs(cf - feats).max()),
-          "front_end_ms": ms, "front_end_code_bytes": code["text"] + code["data"],
+          "stream_max_abs_diff": float(np.abs(streamed - cf).max()),
+          "stream_state_bytes": c.stream_bytes,
+          "front_end_ms": ms, "stream_tail_ms": float(np.median(tail_ms)), "front_end_code_bytes": code["text"] + code["data"],
           "head_code_bytes": head["text"] + head["data"],
           "static_ram_bytes": sum(d["data"] + d["bss"] for d in (code, head))}
 
@@ -195,7 +206,10 @@ def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
   the window's features (``nsl_fx_compute`` + ``nsl_fx_probs``: what a
   device with one window of audio computes), then TFLite Micro stages
   1..k with ``nsl_fx_fuse_exit`` after each (``micro.run_adaptive``).
-  Median of ``--mcu_passes`` per clip, mean over clips."""
+  Median of ``--mcu_passes`` per clip, mean over clips. ``mean_ms`` starts
+  from the window's audio (``nsl_fe_compute``); ``mean_ms_stream`` from its
+  last hop, the earlier hops having gone through the streaming front end
+  as they arrived (``nsl_fe_stream_push``, untimed)."""
   import tempfile
   from nsl_ser import micro_front_end, micro_functionals
   src = os.path.join(sdir, "micro", "front_end")
@@ -207,9 +221,16 @@ def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
         functionals.num_functionals(fe.num_mel_bins), k)
         if with_head else None)
 
-    def one(a: np.ndarray, tau: float):
+    def one(a: np.ndarray, tau: float, stream: bool = False):
+      if stream:
+        cfe.stream_reset()
+        cfe.stream_push(a[:-fe.frame_step])
       t0 = time.perf_counter()
-      f = cfe.features(a)
+      if stream:
+        cfe.stream_push(a[-fe.frame_step:])
+        f = cfe.stream_features()
+      else:
+        f = cfe.features(a)
       fuse = None
       if chead is not None:
         hp = chead.probs(chead.functionals(f))
@@ -219,13 +240,17 @@ def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
 
     for a in audio[:F.warmup]:
       one(a, 1.01)
-    ms = np.zeros((len(MCU_TAUS), F.mcu_passes, len(audio)))
+    ms = np.zeros((2, len(MCU_TAUS), F.mcu_passes, len(audio)))
     res = {}
     for r in range(F.mcu_passes):
       for t, tau in enumerate(MCU_TAUS):
         for i, a in enumerate(audio):
-          p, e, ms[t, r, i] = one(a, tau)
+          p, e, ms[0, t, r, i] = one(a, tau)
           res[t, i] = (p, e)
+          ps, es, ms[1, t, r, i] = one(a, tau, stream=True)
+          if es != e or not np.array_equal(ps, p):
+            raise AssertionError(f"clip {i}: the streamed front end changed "
+                                 "the exits' answer")
   curve = []
   for t, tau in enumerate(MCU_TAUS):
     probs = np.stack([res[t, i][0] for i in range(len(audio))])
@@ -233,7 +258,8 @@ def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
     curve.append({"tau": tau, "uar": uar(y, probs, k),
                   "exit_share": (np.bincount(used - 1, minlength=len(tflm))
                                  / len(used)).tolist(),
-                  "mean_ms": float(np.median(ms[t], axis=0).mean())})
+                  "mean_ms": float(np.median(ms[0, t], axis=0).mean()),
+                  "mean_ms_stream": float(np.median(ms[1, t], axis=0).mean())})
   return curve
 
 
@@ -456,6 +482,15 @@ def main(argv):
       "uar_mcu_full": mcu_at[1.01]["uar"],
       "uar_mcu_adaptive": mcu_tau["uar"],
       "mcu_adaptive_exit_1_share": mcu_tau["exit_share"][0],
+      # streaming (nsl_fe_stream_*): earlier hops computed as they arrived;
+      # timed from the window's last hop to the answer
+      "latency_mcu_stream_front_end_ms": mcu["stream_tail_ms"],
+      "latency_mcu_stream_exit_1_ms": mcu_at[0.0]["mean_ms_stream"],
+      "latency_mcu_stream_full_ms": mcu_at[1.01]["mean_ms_stream"],
+      "latency_mcu_stream_adaptive_ms": mcu_tau["mean_ms_stream"],
+      "mcu_stream_state_bytes": mcu["stream_state_bytes"],
+      "mcu_window_audio_bytes": 4 * fe.clip_samples,  # nsl_fe_compute's input
+      "mcu_stream_max_abs_diff": mcu["stream_max_abs_diff"],
       "mcu_front_end_max_abs_diff": mcu["max_abs_diff"],
       "latency_mcu_front_end_c_ms": mcu["front_end_ms"],
       "uar_mcu_end_to_end": uars["mcu_int8_from_audio"][deepest],
@@ -495,6 +530,10 @@ def main(argv):
       "mcu_arena<=64KB": s["mcu_arena_bytes"] <= 64_000,
       "mcu exit_1<=full/3 (audio in, host)":
           s["latency_mcu_exit_1_audio_ms"] <= s["latency_mcu_full_audio_ms"] / 3,
+      "mcu exit_1<=full/3 (streamed audio, host)":
+          s["latency_mcu_stream_exit_1_ms"] <= s["latency_mcu_stream_full_ms"] / 3,
+      "mcu front_end_ms<=cnn_ms (streamed, last hop, host)":
+          s["latency_mcu_stream_front_end_ms"] <= s["latency_full_student_tflm_ms"],
       "mcu adaptive_ms<full_ms (audio in, host)":
           s["latency_mcu_adaptive_audio_ms"] < s["latency_mcu_full_audio_ms"],
       "mcu uar_adaptive_within_1_of_full":
@@ -544,16 +583,25 @@ def main(argv):
          "(`micro.run_adaptive`). Median of %d passes per clip, mean over "
          "the %d clips; τ 0 always stops at exit 1, τ 1.01 always runs the "
          "full chain. Host TFLM (reference kernels) and the C code built "
-         "here: a proxy for relative cost on a device.\n\n"
+         "here: a proxy for relative cost on a device. *Streamed*: the same, "
+         "but the front end consumed the window hop by hop as it arrived "
+         "(`nsl_fe_stream_push`, %d B of state instead of the window's "
+         "%d B of float audio), so the clock starts at the last hop: "
+         "one frame, the log with the window's peak, then as above "
+         "(same answers).\n\n"
          % ("the C functionals head on the window's features, "
             if hp is not None else "", "fused " if hp is not None else "",
-            F.mcu_passes, len(y))
+            F.mcu_passes, len(y), mcu["stream_state_bytes"],
+            4 * fe.clip_samples)
          + markdown_table(["τ", "UAR %", "exit shares", "mean ms",
-                           "ms / full"],
+                           "ms / full", "mean ms (streamed)",
+                           "ms / full (streamed)"],
                           [[f"{c['tau']:.2f}", f"{c['uar']:.1f}",
                             " / ".join(f"{v:.2f}" for v in c["exit_share"]),
                             f"{c['mean_ms']:.2f}",
-                            f"{c['mean_ms'] / mcu_at[1.01]['mean_ms']:.2f}"]
+                            f"{c['mean_ms'] / mcu_at[1.01]['mean_ms']:.2f}",
+                            f"{c['mean_ms_stream']:.2f}",
+                            f"{c['mean_ms_stream'] / mcu_at[1.01]['mean_ms_stream']:.2f}"]
                            for c in mcu_curve]))
   md += "\n## Summary\n\n" + markdown_table(
       ["metric", "value"], [[k, f"{v:.3f}" if isinstance(v, float) else v]

@@ -26,8 +26,11 @@ DEVICE_CONTRACT = (
     "normalisation is inside the model (stage 1).")
 
 MICRO_USAGE = (
-    "Compute the int8 features with micro/front_end (nsl_fe_compute, "
-    "nsl_fe_quantize; nsl_fe_set_calibration for a calibrated speaker). "
+    "Compute the int8 features with micro/front_end (nsl_fe_compute on a "
+    "window of audio, or, holding no audio, nsl_fe_stream_push as each hop "
+    "arrives and nsl_fe_stream_features when the window is complete: the "
+    "same features; then nsl_fe_quantize; nsl_fe_set_calibration for a "
+    "calibrated speaker). "
     "With a functionals head (micro/front_end/functionals.h): "
     "nsl_fx_compute on the uncalibrated float features of the whole "
     "utterance (up to NSL_FX_MAX_FRAMES frames: 10 s; its static scratch is "

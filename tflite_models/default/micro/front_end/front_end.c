@@ -4,6 +4,7 @@
 #include "front_end.h"
 
 #include <math.h>
+#include <string.h>
 
 static float g_re[NSL_FE_FFT_HALF];
 static float g_im[NSL_FE_FFT_HALF];
@@ -24,6 +25,11 @@ void nsl_fe_set_calibration(const float* scale, const float* shift) {
   g_calibrated = 1;
 }
 
+static float gain_of_peak(float peak) {
+  if (!NSL_FE_PEAK_NORMALIZE) return 1.0f;
+  return 1.0f / (peak > NSL_FE_PEAK_FLOOR ? peak : NSL_FE_PEAK_FLOOR);
+}
+
 float nsl_fe_gain(const float* audio, int num_samples) {
   float peak = 0.0f;
   int i;
@@ -31,8 +37,7 @@ float nsl_fe_gain(const float* audio, int num_samples) {
     float a = fabsf(audio[i]);
     if (a > peak) peak = a;
   }
-  if (!NSL_FE_PEAK_NORMALIZE) return 1.0f;
-  return 1.0f / (peak > NSL_FE_PEAK_FLOOR ? peak : NSL_FE_PEAK_FLOOR);
+  return gain_of_peak(peak);
 }
 
 /* In-place radix-2 complex FFT of NSL_FE_FFT_HALF points; twiddles
@@ -65,14 +70,17 @@ static void fft_half(float* re, float* im) {
   }
 }
 
-void nsl_fe_frame(const float* samples, float gain, float* mel_out) {
+/* Mel power of one frame at unit gain: a gain g scales it by g * g, which
+ * log_bands applies, so frames can be computed before the window's peak
+ * is known. */
+static void frame_power(const float* samples, float* mel_out) {
   const int half = NSL_FE_FFT_HALF;
   int n, k, b;
   /* pack the windowed, zero-padded real frame as half-length complex */
   for (n = 0; n < half; ++n) {
     const int e = 2 * n, o = 2 * n + 1;
-    g_re[n] = e < NSL_FE_FRAME_LENGTH ? samples[e] * gain * nsl_fe_window[e] : 0.0f;
-    g_im[n] = o < NSL_FE_FRAME_LENGTH ? samples[o] * gain * nsl_fe_window[o] : 0.0f;
+    g_re[n] = e < NSL_FE_FRAME_LENGTH ? samples[e] * nsl_fe_window[e] : 0.0f;
+    g_im[n] = o < NSL_FE_FRAME_LENGTH ? samples[o] * nsl_fe_window[o] : 0.0f;
   }
   fft_half(g_re, g_im);
   for (b = 0; b < NSL_FE_NUM_BANDS; ++b) mel_out[b] = 0.0f;
@@ -94,19 +102,63 @@ void nsl_fe_frame(const float* samples, float gain, float* mel_out) {
       mel_out[first + j] += power * nsl_fe_weights[offset + j];
     }
   }
-  for (b = 0; b < NSL_FE_NUM_BANDS; ++b) {
-    float x = logf(mel_out[b] + NSL_FE_LOG_FLOOR);
-    mel_out[b] = g_calibrated ? x * g_scale[b] + g_shift[b] : x;
+}
+
+/* In place over frames x bands: log(power * gain^2 + floor), then the
+ * calibration. */
+static void log_bands(float* mel, float gain, int frames) {
+  const float g2 = gain * gain;
+  int i, b;
+  for (i = 0; i < frames; ++i, mel += NSL_FE_NUM_BANDS) {
+    for (b = 0; b < NSL_FE_NUM_BANDS; ++b) {
+      const float x = logf(mel[b] * g2 + NSL_FE_LOG_FLOOR);
+      mel[b] = g_calibrated ? x * g_scale[b] + g_shift[b] : x;
+    }
   }
 }
 
 void nsl_fe_compute(const float* audio, float* features) {
-  const float gain = nsl_fe_gain(audio, NSL_FE_CLIP_SAMPLES);
   int f;
   for (f = 0; f < NSL_FE_NUM_FRAMES; ++f) {
-    nsl_fe_frame(audio + f * NSL_FE_FRAME_STEP, gain,
-                 features + f * NSL_FE_NUM_BANDS);
+    frame_power(audio + f * NSL_FE_FRAME_STEP, features + f * NSL_FE_NUM_BANDS);
   }
+  log_bands(features, nsl_fe_gain(audio, NSL_FE_CLIP_SAMPLES), NSL_FE_NUM_FRAMES);
+}
+
+size_t nsl_fe_stream_bytes(void) { return sizeof(nsl_fe_stream_t); }
+
+void nsl_fe_stream_reset(nsl_fe_stream_t* s) {
+  s->peak = 0.0f;
+  s->held = s->samples = s->frames = 0;
+  s->ready = 0;
+}
+
+int nsl_fe_stream_push(nsl_fe_stream_t* s, const float* samples, int count) {
+  int i;
+  for (i = 0; i < count && s->samples < NSL_FE_CLIP_SAMPLES; ++i) {
+    const float a = fabsf(samples[i]);
+    ++s->samples;
+    if (a > s->peak) s->peak = a;
+    if (s->frames == NSL_FE_NUM_FRAMES) continue;  /* the peak still counts */
+    s->tail[s->held++] = samples[i];
+    if (s->held == NSL_FE_FRAME_LENGTH) {
+      frame_power(s->tail, s->mel + s->frames * NSL_FE_NUM_BANDS);
+      ++s->frames;
+      memmove(s->tail, s->tail + NSL_FE_FRAME_STEP,
+              (NSL_FE_FRAME_LENGTH - NSL_FE_FRAME_STEP) * sizeof(float));
+      s->held -= NSL_FE_FRAME_STEP;
+    }
+  }
+  return s->frames;
+}
+
+const float* nsl_fe_stream_features(nsl_fe_stream_t* s) {
+  if (s->samples < NSL_FE_CLIP_SAMPLES) return 0;
+  if (!s->ready) {
+    log_bands(s->mel, gain_of_peak(s->peak), NSL_FE_NUM_FRAMES);
+    s->ready = 1;
+  }
+  return s->mel;
 }
 
 void nsl_fe_quantize(const float* features, int count, int8_t* out) {

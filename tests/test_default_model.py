@@ -98,3 +98,30 @@ def test_installed_model_predicts_plain_and_calibrated(installed, emodb_files):
     assert r.emotion in labels and 0 < r.confidence <= 1
   probs = np.array([r.windows[0].probs for r in cal])
   np.testing.assert_allclose(probs.sum(axis=1), 1, atol=0.02)
+
+
+def test_shipped_c_sources_are_the_generators_and_build(tmp_path):
+  """tflite_models/default/micro/front_end holds what the current
+  generators write for the shipped model (front end with stage 1's input
+  qparams; head with its weights and per-exit temperatures), recorded in
+  model.json, and it builds (C99, -Werror)."""
+  from nsl_ser import functionals, litert, micro, micro_front_end, micro_functionals
+  from nsl_ser.features import FrontEndConfig
+  root = os.path.dirname(predict.DEFAULT_MODEL)
+  side = json.load(open(os.path.join(root, "model.json")))
+  fe = FrontEndConfig.from_dict(side["front_end"])
+  qp = micro.stage_input_qparams(
+      open(os.path.join(root, "micro/stage_1_int8.tflite"), "rb").read())
+  per_exit = side["temperature"]["per_exit"]
+  want = {**micro_front_end.sources(fe, qp.scale, qp.zero_point),
+          **micro_functionals.sources(
+              functionals.LinearHead.from_dict(side["functionals_head"]), fe,
+              [per_exit[f"exit_{k}"] for k in range(1, len(per_exit) + 1)])}
+  for name, text in want.items():
+    path = os.path.join(root, "micro/front_end", name)
+    assert open(path).read() == text, f"{path}: regenerate it"
+    assert side["files"][f"micro/front_end/{name}"]["sha256"] == litert.sha256(
+        text.encode())
+  src = os.path.join(root, "micro/front_end")
+  micro_front_end.build_library(src, str(tmp_path / "fe.so"))
+  micro_functionals.build_library(src, str(tmp_path / "fx.so"))

@@ -3,7 +3,6 @@
 #include "functionals.h"
 
 #include <math.h>
-#include <stdlib.h>
 
 static int g_idx[NSL_FX_MAX_FRAMES];
 static double g_buf[NSL_FX_MAX_FRAMES];
@@ -25,18 +24,48 @@ void nsl_fx_set_calibration(const float* scale, const float* shift) {
   g_calibrated = 1;
 }
 
-static int cmp_double(const void* a, const void* b) {
-  const double x = *(const double*)a, y = *(const double*)b;
-  return (x > y) - (x < y);
+/* The k-th smallest of x[0..n) (0-based) by quickselect (median-of-three
+ * pivot, Hoare partition); reorders x so that x[k] holds it and every
+ * x[k+1..n) is >= it. The same number sorting would give. */
+static double select_kth(double* x, int n, int k) {
+  int lo = 0, hi = n - 1;
+  while (lo < hi) {
+    const int mid = lo + (hi - lo) / 2;
+    double a = x[lo], b = x[mid], c = x[hi], pivot;
+    int i = lo, j = hi;
+    pivot = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+    while (i <= j) {
+      while (x[i] < pivot) ++i;
+      while (x[j] > pivot) --j;
+      if (i <= j) {
+        const double t = x[i];
+        x[i] = x[j];
+        x[j] = t;
+        ++i;
+        --j;
+      }
+    }
+    if (k <= j) {
+      hi = j;
+    } else if (k >= i) {
+      lo = i;
+    } else {
+      break;  /* x[j+1..i) all equal the pivot */
+    }
+  }
+  return x[k];
 }
 
-/* numpy's default (linear) percentile of n sorted values */
-static double percentile(const double* sorted, int n, double p) {
+/* numpy's default (linear) percentile of x[0..n), n >= 1; reorders x */
+static double percentile(double* x, int n, double p) {
   const double pos = p / 100.0 * (n - 1);
   const int lo = (int)floor(pos);
-  const double frac = pos - lo;
-  if (lo + 1 >= n) return sorted[n - 1];
-  return sorted[lo] + frac * (sorted[lo + 1] - sorted[lo]);
+  const double frac = pos - lo, a = select_kth(x, n, lo);
+  double b;
+  int i;
+  if (lo + 1 >= n) return a;
+  for (b = x[lo + 1], i = lo + 2; i < n; ++i) if (x[i] < b) b = x[i];
+  return a + frac * (b - a);
 }
 
 /* least-squares coefficients of t = i / (n - 1) - mean and of t^2 - mean
@@ -108,7 +137,6 @@ int nsl_fx_compute(const float* features, int num_frames, float* out) {
       dmean = dstd = 0.0;
     }
     for (i = 0; i < n; ++i) g_buf[i] = features[g_idx[i] * nb + b];
-    qsort(g_buf, (size_t)n, sizeof(double), cmp_double);
     out[b] = (float)mean;
     out[nb + b] = (float)std;
     out[2 * nb + b] = (float)percentile(g_buf, n, 10.0);
@@ -136,7 +164,6 @@ int nsl_fx_compute(const float* features, int num_frames, float* out) {
     const int o = 10 * nb + NSL_FX_NUM_CEPSTRA;
     double emean, estd;
     mean_std(g_e, n, &emean, &estd);
-    qsort(g_e, (size_t)n, sizeof(double), cmp_double);
     out[o] = (float)estd;
     out[o + 1] = (float)(percentile(g_e, n, 90.0) - percentile(g_e, n, 10.0));
     out[o + 2] = (float)(n * NSL_FX_HOP_S);

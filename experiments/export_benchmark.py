@@ -109,14 +109,15 @@ def chain_probs(stages, feats_q: np.ndarray, qps, k: int) -> np.ndarray:
 
 def front_end_macs(fe: FrontEndConfig, dft: str) -> int:
   """Multiply-accumulates of one clip's log-Mel: the int8 phone model's DFT
-  matmul ("matmul") or a radix-2 real FFT ("fft": (N/4) log2(N/2) complex
-  butterflies of 4 real MACs, plus the split step), plus the power and the
-  (sparse) Mel bank."""
+  matmuls ("matmul": the frame folded on the window's symmetry, then two
+  [L/2, bins] products) or a radix-2 real FFT ("fft": (N/4) log2(N/2)
+  complex butterflies of 4 real MACs, plus the split step), plus a pass
+  over the frame (window or fold), the power and the (sparse) Mel bank."""
   from nsl_ser import features, micro_front_end
   lo, hi = features.mel_bin_range(fe)
   bins = hi - lo
   if dft == "matmul":
-    spectrum = fe.frame_length * 2 * bins
+    spectrum = 2 * (fe.frame_length - features.fold_centre(fe.frame_length)) * bins
   else:
     half = fe.fft_length // 2
     spectrum = 4 * (half // 2) * int(np.log2(half)) + 4 * bins

@@ -101,18 +101,42 @@ def mel_bin_range(config: FrontEndConfig) -> Tuple[int, int]:
   return int(used[0]), int(used[-1]) + 1
 
 
-def dft_basis(config: FrontEndConfig) -> np.ndarray:
-  """[frame_length, 2 * bins] real DFT basis with the Hann window folded in:
-  ``frame @ basis`` gives the real parts then the imaginary parts of the
-  ``fft_length``-point DFT of the windowed, zero-padded frame, for the bins
-  of :func:`mel_bin_range` only."""
+def fold_centre(length: int) -> int:
+  """The sample ``tf.signal.hann_window(length)`` is symmetric about:
+  w[c + m] = w[c - m] (periodic for even lengths, w[0] = 0, and symmetric
+  for odd ones, as TensorFlow builds it)."""
+  return (length - length % 2) // 2
+
+
+def dft_basis(config: FrontEndConfig) -> Tuple[np.ndarray, np.ndarray]:
+  """The real DFT of a Hann-windowed frame as two [length - c, bins]
+  matrices (c = :func:`fold_centre`), for the bins of
+  :func:`mel_bin_range` only, using the window's symmetry.
+
+  With m = n - c, the frame's ``fft_length``-point DFT is
+  exp(-i theta k c) * sum_m w x (cos - i sin)(theta m k); pairing m with -m
+  gives Re = (a + b) @ cos_basis and Im = (a - b) @ sin_basis, where
+  ``a = frame[c:]`` and ``b`` the samples c, c - 1, ... mirrored onto it
+  (:func:`fold_frames`); the phase factor drops out of the power. Half the
+  multiply-accumulates and weights of the plain [L, 2 bins] basis. The
+  centre sample is in both a and b: its cos row is halved (its sin row is
+  0)."""
   lo, hi = mel_bin_range(config)
-  n = np.arange(config.frame_length)[:, None]
-  k = np.arange(lo, hi)[None, :]
-  window = tf.signal.hann_window(config.frame_length).numpy()[:, None]
-  angle = 2 * np.pi * n * k / config.fft_length
-  return np.concatenate([window * np.cos(angle), -window * np.sin(angle)],
-                        axis=1).astype(np.float32)
+  length, c = config.frame_length, fold_centre(config.frame_length)
+  window = tf.signal.hann_window(length).numpy()[c:, None].astype(np.float64)
+  angle = (2 * np.pi * np.arange(length - c)[:, None] * np.arange(lo, hi)[None, :]
+           / config.fft_length)
+  cos, sin = window * np.cos(angle), -window * np.sin(angle)
+  cos[0] *= 0.5
+  return cos.astype(np.float32), sin.astype(np.float32)
+
+
+def fold_frames(frames: tf.Tensor, length: int) -> Tuple[tf.Tensor, tf.Tensor]:
+  """(a + b, a - b) of :func:`dft_basis` for frames [..., length]."""
+  c = fold_centre(length)
+  a = frames[..., c:]
+  b = tf.reverse(frames[..., 2 * c + 1 - length:c + 1], axis=[-1])
+  return a + b, a - b
 
 
 DFT_MODES = ("fft", "matmul")
@@ -134,11 +158,11 @@ class LogMel(keras.layers.Layer):
   filter bank, natural log with a floor.
 
   ``dft="fft"`` uses ``tf.signal.stft`` (training, host features);
-  ``dft="matmul"`` computes the same spectrum as one matrix product with
-  :func:`dft_basis` (only the bins the Mel bank uses). In TFLite that is a
-  FULLY_CONNECTED, which XNNPACK runs several times faster than RFFT2D and
-  which the int8 phone export can weight-quantise (see
-  ``export.quantize_front_end``).
+  ``dft="matmul"`` computes the same spectrum as two matrix products with
+  :func:`dft_basis` (the frames folded on the window's symmetry; only the
+  bins the Mel bank uses). In TFLite those are FULLY_CONNECTED ops, which
+  XNNPACK runs several times faster than RFFT2D and which the int8 phone
+  export can weight-quantise (see ``export.quantize_front_end``).
   """
 
   def __init__(self, config: FrontEndConfig = FrontEndConfig(),
@@ -149,13 +173,12 @@ class LogMel(keras.layers.Layer):
     self.config, self.dft = config, dft
     self._mel = mel_matrix(config)
     if dft == "matmul":
-      # |X|^2 @ M = [Re^2, Im^2] @ [M; M]: no split, one more FC row block.
       lo, hi = mel_bin_range(config)
-      self._basis = tf.constant(dft_basis(config))
-      self._mel = tf.concat([self._mel[lo:hi]] * 2, axis=0)
+      self._cos, self._sin = (tf.constant(b) for b in dft_basis(config))
+      self._mel = self._mel[lo:hi]
 
   def _power(self, waveform: tf.Tensor) -> tf.Tensor:
-    """|X|^2 (fft) or [Re^2, Im^2] (matmul; ``self._mel`` matches)."""
+    """|X|^2 (matmul: of the Mel bank's bins only; ``self._mel`` matches)."""
     c = self.config
     if self.dft == "fft":
       stft = tf.signal.stft(waveform, frame_length=c.frame_length,
@@ -163,7 +186,9 @@ class LogMel(keras.layers.Layer):
                             window_fn=tf.signal.hann_window, pad_end=False)
       return tf.square(tf.abs(stft))
     frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
-    return tf.square(tf.tensordot(frames, self._basis, axes=1))
+    even, odd = fold_frames(frames, c.frame_length)
+    return (tf.square(tf.tensordot(even, self._cos, axes=1))
+            + tf.square(tf.tensordot(odd, self._sin, axes=1)))
 
   def call(self, waveform: tf.Tensor) -> tf.Tensor:
     c = self.config

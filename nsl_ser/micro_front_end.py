@@ -301,7 +301,8 @@ def tables(front_end: FrontEndConfig = FrontEndConfig()) -> Dict[str, np.ndarray
     raise ValueError("the C front end needs a power-of-two fft_length >= "
                      "frame_length")
   n = np.arange(fe.frame_length)
-  window = 0.5 - 0.5 * np.cos(2 * np.pi * n / fe.frame_length)  # periodic
+  # tf.signal.hann_window: periodic for even lengths, symmetric for odd
+  window = 0.5 - 0.5 * np.cos(2 * np.pi * n / (fe.frame_length - fe.frame_length % 2))
   k = np.arange(fe.fft_length // 2)
   mel = mel_matrix(fe).numpy()  # [bins, bands]
   used = np.flatnonzero(mel.any(axis=1))

@@ -71,6 +71,24 @@ def test_matmul_dft_uses_only_the_mel_bins():
   mel = mel_matrix(cfg).numpy()
   assert 0 < lo < hi < cfg.fft_length // 2 + 1  # 20 Hz .. 7600 Hz drop bins
   assert not mel[:lo].any() and not mel[hi:].any() and mel[lo].any()
-  assert dft_basis(cfg).shape == (cfg.frame_length, 2 * (hi - lo))
+  half = cfg.frame_length - cfg.frame_length // 2
+  assert [b.shape for b in dft_basis(cfg)] == [(half, hi - lo)] * 2
   with pytest.raises(ValueError, match="dft must be one of"):
     LogMel(cfg, dft="dct")
+
+
+@pytest.mark.parametrize("window_ms", [25.0, 24.0625])  # 400 and 385 samples
+def test_folded_dft_equals_the_fft(emodb_files, window_ms):
+  """The matmul front end folds each frame on the Hann window's symmetry
+  (periodic for even lengths, symmetric for odd ones, as TensorFlow builds
+  it) and gives the FFT's features; the C front end's window table is the
+  same window."""
+  from nsl_ser import micro_front_end
+  cfg = FrontEndConfig(window_ms=window_ms)
+  x = np.stack([fix_length(tf.constant(load_audio(f)), cfg.clip_samples).numpy()
+                for f in emodb_files[::120]])
+  fft = LogMel(cfg, dft="fft")(x).numpy()
+  np.testing.assert_allclose(LogMel(cfg, dft="matmul")(x).numpy(), fft, atol=1e-3)
+  np.testing.assert_allclose(micro_front_end.tables(cfg)["window"],
+                             tf.signal.hann_window(cfg.frame_length).numpy(),
+                             atol=1e-6)

@@ -36,9 +36,9 @@ flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "validation speakers.")
 flags.DEFINE_integer("qat_epochs", 10, "QAT fine-tuning epochs.")
 flags.DEFINE_enum("int8_dft", "matmul", ["matmul", "fft"],
-                  "DFT of the int8 phone model's front end: matmul (int8 DFT "
-                  "weights; front end ~3.5x faster) or fft (RFFT2D, float16 "
-                  "Mel weights; ~260 KB smaller, under 150 KB in all).")
+                  "DFT of the int8 phone model's front end: matmul (folded "
+                  "int8 DFT weights; front end ~5x faster) or fft (RFFT2D; "
+                  "~108 KB smaller, under 150 KB in all).")
 flags.mark_flags_as_required(["model", "representative_records", "out_dir"])
 
 

@@ -48,9 +48,9 @@ class ExportConfig:
   front_end: FrontEndConfig = dataclasses.field(default_factory=FrontEndConfig)
   quantization: str = "ptq"   # QUANTIZATION_MODES: auto | ptq | qat
   qat: qat.QATConfig = dataclasses.field(default_factory=qat.QATConfig)
-  # The int8 phone model's DFT: "matmul" (int8 DFT weights, the faster
-  # front end) or "fft" (RFFT2D with float16 Mel weights: the model is
-  # about 260 KB smaller, under 150 KB; experiments/results/export.md).
+  # The int8 phone model's DFT: "matmul" (folded int8 DFT weights, the
+  # faster front end) or "fft" (RFFT2D: the model is about 108 KB smaller,
+  # under 150 KB; experiments/results/export.md).
   int8_dft: str = "matmul"
   micro: bool = True
   edgetpu: bool = True

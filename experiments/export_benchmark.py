@@ -155,7 +155,8 @@ def mcu_from_audio(sdir: str, fe: FrontEndConfig, audio: np.ndarray,
   return {"probs": probs, "max_abs_diff": float(np.abs(cf - feats).max()),
           "stream_max_abs_diff": float(np.abs(streamed - cf).max()),
           "stream_state_bytes": c.stream_bytes,
-          "front_end_ms": ms, "stream_tail_ms": float(np.median(tail_ms)), "front_end_code_bytes": code["text"] + code["data"],
+          "front_end_ms": ms, "stream_tail_ms": float(np.median(tail_ms)),
+          "front_end_code_bytes": code["text"] + code["data"],
           "head_code_bytes": head["text"] + head["data"],
           "static_ram_bytes": sum(d["data"] + d["bss"] for d in (code, head))}
 
@@ -250,7 +251,7 @@ def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
           res[t, i] = (p, e)
           ps, es, ms[1, t, r, i] = one(a, tau, stream=True)
           if es != e or not np.array_equal(ps, p):
-            raise AssertionError(f"clip {i}: the streamed front end changed "
+            raise RuntimeError(f"clip {i}: the streamed front end changed "
                                  "the exits' answer")
   curve = []
   for t, tau in enumerate(MCU_TAUS):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 
 import numpy as np
@@ -125,32 +126,52 @@ def front_end_macs(fe: FrontEndConfig, dft: str) -> int:
   return int(fe.num_frames * (fe.frame_length + spectrum + 2 * bins + mel))
 
 
-def mcu_from_audio(sdir: str, fe: FrontEndConfig, audio: np.ndarray,
-                   feats: np.ndarray, stages, out_q, names) -> dict:
-  """The exported C front end built on this host, then the int8 stages."""
-  import tempfile
+def c_libraries(sdir: str, fe: FrontEndConfig, k: int, with_head: bool,
+                build_dir: str):
+  """The export's C front end and (``with_head``) C head, built once on
+  this host into ``build_dir``: (CFrontEnd, CFunctionals or None)."""
+  from nsl_ser import micro_front_end, micro_functionals
+  src = os.path.join(sdir, "micro", "front_end")
+  cfe = micro_front_end.CFrontEnd(micro_front_end.build_library(
+      src, os.path.join(build_dir, "fe.so")), fe)
+  chead = (micro_functionals.CFunctionals(
+      micro_functionals.build_library(src, os.path.join(build_dir, "fx.so")),
+      functionals.num_functionals(fe.num_mel_bins), k)
+      if with_head else None)
+  return cfe, chead
+
+
+def stream_but_last_hop(c, audio: np.ndarray) -> np.ndarray:
+  """A new window on the C stream with all but its last hop pushed (as if
+  they had arrived earlier); returns that last hop."""
+  hop = c.fe.frame_step
+  c.stream_reset()
+  c.stream_push(audio[:-hop])
+  return audio[-hop:]
+
+
+def mcu_from_audio(sdir: str, c, audio: np.ndarray, feats: np.ndarray,
+                   stages, out_q, names) -> dict:
+  """The exported C front end ``c`` (built on this host), then the int8
+  stages; the C code's sizes."""
   from nsl_ser import micro_front_end
   src = os.path.join(sdir, "micro", "front_end")
-  with tempfile.TemporaryDirectory() as td:
-    lib = micro_front_end.build_library(src, os.path.join(td, "fe.so"))
-    c = micro_front_end.CFrontEnd(lib, fe)
-    cf = np.stack([c.features(a) for a in audio])
-    streamed = np.stack([c.streamed(a) for a in audio])
-    q = c.quantize(cf)
-    ms = litert.median_ms(lambda: c.features(audio[0]), F.runs, F.warmup)
-    tail_ms = []  # streaming: the work left when the window's last hop arrives
-    for _ in range(F.runs):
-      c.stream_reset()
-      c.stream_push(audio[0][:-fe.frame_step])
-      t0 = time.perf_counter()
-      c.stream_push(audio[0][-fe.frame_step:])
-      c.stream_features()
-      tail_ms.append((time.perf_counter() - t0) * 1e3)
-    code = micro_front_end.object_sizes(src)
-    head_c = ("functionals.c", "functionals_tables.c")
-    head = (micro_front_end.object_sizes(src, head_c)
-            if os.path.exists(os.path.join(src, head_c[0])) else
-            {"text": 0, "data": 0, "bss": 0})
+  cf = np.stack([c.features(a) for a in audio])
+  streamed = np.stack([c.streamed(a) for a in audio])
+  q = c.quantize(cf)
+  ms = litert.median_ms(lambda: c.features(audio[0]), F.runs, F.warmup)
+  tail_ms = []  # streaming: the work left when the window's last hop arrives
+  for _ in range(F.runs):
+    last = stream_but_last_hop(c, audio[0])
+    t0 = time.perf_counter()
+    c.stream_push(last)
+    c.stream_features()
+    tail_ms.append((time.perf_counter() - t0) * 1e3)
+  code = micro_front_end.object_sizes(src)
+  head_c = ("functionals.c", "functionals_tables.c")
+  head = (micro_front_end.object_sizes(src, head_c)
+          if os.path.exists(os.path.join(src, head_c[0])) else
+          {"text": 0, "data": 0, "bss": 0})
   probs = {n: chain_probs(stages, q, out_q, k) for k, n in enumerate(names, 1)}
   return {"probs": probs, "max_abs_diff": float(np.abs(cf - feats).max()),
           "stream_max_abs_diff": float(np.abs(streamed - cf).max()),
@@ -200,59 +221,48 @@ def adaptive(phone_path: str, audio: np.ndarray, y: np.ndarray, k: int,
 MCU_TAUS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 
 
-def mcu_adaptive(sdir: str, fe: FrontEndConfig, tflm, out_q, audio: np.ndarray,
-                 y: np.ndarray, k: int, with_head: bool) -> list:
+def mcu_adaptive(cfe, chead, tflm, out_q, audio: np.ndarray,
+                 y: np.ndarray, k: int) -> list:
   """The early-exit policy on the microcontroller path, timed on this
   host for every tau of :data:`MCU_TAUS` (0: always exit 1; 1.01: always
-  the full chain): per clip, the C front end, with a head the C head on
-  the window's features (``nsl_fx_compute`` + ``nsl_fx_probs``: what a
-  device with one window of audio computes), then TFLite Micro stages
-  1..k with ``nsl_fx_fuse_exit`` after each (``micro.run_adaptive``).
-  Median of ``--mcu_passes`` per clip, mean over clips. ``mean_ms`` starts
-  from the window's audio (``nsl_fe_compute``); ``mean_ms_stream`` from its
-  last hop, the earlier hops having gone through the streaming front end
-  as they arrived (``nsl_fe_stream_push``, untimed)."""
-  import tempfile
-  from nsl_ser import micro_front_end, micro_functionals
-  src = os.path.join(sdir, "micro", "front_end")
-  with tempfile.TemporaryDirectory() as td:
-    cfe = micro_front_end.CFrontEnd(
-        micro_front_end.build_library(src, os.path.join(td, "fe.so")), fe)
-    chead = (micro_functionals.CFunctionals(
-        micro_functionals.build_library(src, os.path.join(td, "fx.so")),
-        functionals.num_functionals(fe.num_mel_bins), k)
-        if with_head else None)
+  the full chain): per clip, the C front end ``cfe``, with a head the C
+  head ``chead`` on the window's features (``nsl_fx_compute`` +
+  ``nsl_fx_probs``: what a device with one window of audio computes), then
+  TFLite Micro stages 1..k with ``nsl_fx_fuse_exit`` after each
+  (``micro.run_adaptive``). Median of ``--mcu_passes`` per clip, mean over
+  clips. ``mean_ms`` starts from the window's audio (``nsl_fe_compute``);
+  ``mean_ms_stream`` from its last hop, the earlier hops having gone
+  through the streaming front end as they arrived (``nsl_fe_stream_push``,
+  untimed)."""
 
-    def one(a: np.ndarray, tau: float, stream: bool = False):
-      if stream:
-        cfe.stream_reset()
-        cfe.stream_push(a[:-fe.frame_step])
-      t0 = time.perf_counter()
-      if stream:
-        cfe.stream_push(a[-fe.frame_step:])
-        f = cfe.stream_features()
-      else:
-        f = cfe.features(a)
-      fuse = None
-      if chead is not None:
-        hp = chead.probs(chead.functionals(f))
-        fuse = lambda p, j: chead.fuse_exit(hp, p, j)
-      p, e = micro.run_adaptive(tflm, cfe.quantize(f)[None], out_q, tau, fuse)
-      return p, e, (time.perf_counter() - t0) * 1e3
+  def one(a: np.ndarray, tau: float, stream: bool = False):
+    last = stream_but_last_hop(cfe, a) if stream else None
+    t0 = time.perf_counter()
+    if stream:
+      cfe.stream_push(last)
+      f = cfe.stream_features()
+    else:
+      f = cfe.features(a)
+    fuse = None
+    if chead is not None:
+      hp = chead.probs(chead.functionals(f))
+      fuse = lambda p, j: chead.fuse_exit(hp, p, j)
+    p, e = micro.run_adaptive(tflm, cfe.quantize(f)[None], out_q, tau, fuse)
+    return p, e, (time.perf_counter() - t0) * 1e3
 
-    for a in audio[:F.warmup]:
-      one(a, 1.01)
-    ms = np.zeros((2, len(MCU_TAUS), F.mcu_passes, len(audio)))
-    res = {}
-    for r in range(F.mcu_passes):
-      for t, tau in enumerate(MCU_TAUS):
-        for i, a in enumerate(audio):
-          p, e, ms[0, t, r, i] = one(a, tau)
-          res[t, i] = (p, e)
-          ps, es, ms[1, t, r, i] = one(a, tau, stream=True)
-          if es != e or not np.array_equal(ps, p):
-            raise RuntimeError(f"clip {i}: the streamed front end changed "
-                                 "the exits' answer")
+  for a in audio[:F.warmup]:
+    one(a, 1.01)
+  ms = np.zeros((2, len(MCU_TAUS), F.mcu_passes, len(audio)))
+  res = {}
+  for r in range(F.mcu_passes):
+    for t, tau in enumerate(MCU_TAUS):
+      for i, a in enumerate(audio):
+        p, e, ms[0, t, r, i] = one(a, tau)
+        res[t, i] = (p, e)
+        ps, es, ms[1, t, r, i] = one(a, tau, stream=True)
+        if es != e or not np.array_equal(ps, p):
+          raise RuntimeError(f"clip {i}: the streamed front end changed "
+                             "the exits' answer")
   curve = []
   for t, tau in enumerate(MCU_TAUS):
     probs = np.stack([res[t, i][0] for i in range(len(audio))])
@@ -345,7 +355,9 @@ def main(argv):
     identical &= all(np.array_equal(a[n], b[n]) for n in a)
     xnn_lsb = max([xnn_lsb] + [int(np.abs(a[n].astype(int) - c[n]).max()) for n in a])
 
-  mcu = mcu_from_audio(sdir, fe, test_audio, test_feats, stages, out_q, names)
+  c_dir = tempfile.TemporaryDirectory()  # the C code, built once
+  cfe, chead = c_libraries(sdir, fe, nk, head is not None, c_dir.name)
+  mcu = mcu_from_audio(sdir, cfe, test_audio, test_feats, stages, out_q, names)
   probs["mcu_int8_from_audio"] = mcu.pop("probs")
   uars["mcu_int8_from_audio"] = {n: uar(y, p, nk)
                                  for n, p in probs["mcu_int8_from_audio"].items()}
@@ -364,8 +376,8 @@ def main(argv):
     uars["functionals_head"] = {"head": uar(y, hp, nk)}
   adapt = (adaptive(phone_int8, test_audio, y, nk, F.tau, hp)
            if hp is not None else adapt_cnn)
-  mcu_curve = mcu_adaptive(sdir, fe, tflm, out_q, test_audio, y, nk,
-                           head is not None)
+  mcu_curve = mcu_adaptive(cfe, chead, tflm, out_q, test_audio, y, nk)
+  c_dir.cleanup()
   mcu_at = {c["tau"]: c for c in mcu_curve}
   mcu_tau = min((c for c in mcu_curve if 0 < c["tau"] <= 1),
                 key=lambda c: abs(c["tau"] - F.tau))

@@ -16,8 +16,9 @@ Side by side, in one run, on the EmoDB fold's TEST speakers:
     (micro/front_end, built with the system compiler) -> int8 features ->
     the stage chain, its features against the training front end, its UAR,
     flash (stages + front-end code and tables) and arena;
-  * the adaptive policy of ``nsl-ser predict`` on the phone model, at the
-    README's tau, with its measured mean latency per clip;
+  * the adaptive policy of ``nsl-ser predict`` on the phone model for a
+    range of tau, timed per clip, the full model through the same code
+    (tau > 1: one call of its ``full`` signature) as the reference;
   * the same policy on the microcontroller path, measured on this host for
     a range of tau: C front end -> (C functionals head on the window's
     features) -> TFLite Micro stages 1..k, stopping at the first exit
@@ -62,6 +63,8 @@ flags.DEFINE_string("functionals_head", "auto",
                     "JSON file whose 'functionals_head' is the student's head "
                     "(the pipeline's student metrics.json); 'auto': the "
                     "metrics.json next to --student if it has one; '': none.")
+flags.DEFINE_integer("phone_passes", 5, "Timed passes over the test clips "
+                     "per tau on the phone model (median per clip).")
 flags.DEFINE_integer("mcu_passes", 3, "Timed passes over the test clips per "
                      "tau on the microcontroller path (median per clip).")
 flags.DEFINE_string("name", "export", "Results name.")
@@ -106,6 +109,21 @@ def chain_probs(stages, feats_q: np.ndarray, qps, k: int) -> np.ndarray:
     o = micro.run_chain(stages, x[None], deepest=k)
     out.append(qps[k - 1].dequantize(o[f"exit_{k}"])[0])
   return np.stack(out)
+
+
+def chain_vs_full(model: litert.Model, audio: np.ndarray, names: list,
+                  full: dict | None = None) -> float:
+  """Largest difference between the exits of the staged model's
+  front_end + stage_1..K, chained as predict runs them, and those of its
+  one-call ``full`` signature (``full``: already computed) on ``audio``."""
+  full = full if full is not None else litert.phone_exits(model, audio)
+  chain, diff = litert.StagedRunner(model), 0.0
+  for i, a in enumerate(audio):
+    x = chain.features(a[None])
+    for k, n in enumerate(names, start=1):
+      p, x = chain.stage(k, x)
+      diff = max(diff, float(np.abs(p[0] - full[n][i]).max()))
+  return diff
 
 
 def front_end_macs(fe: FrontEndConfig, dft: str) -> int:
@@ -198,33 +216,49 @@ def load_head() -> dict | None:
   return head
 
 
-def adaptive(phone_path: str, audio: np.ndarray, y: np.ndarray, k: int,
-             tau: float, head_probs: np.ndarray | None = None) -> dict:
-  """``nsl-ser predict``'s policy on every clip: exits in order until the
-  top probability (fused with ``head_probs`` of the clip's utterance when
-  given) reaches tau; UAR, exit histogram, measured mean ms."""
+TAUS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+
+
+def phone_tau_curve(phone_path: str, audio: np.ndarray, y: np.ndarray,
+                    k: int, head_probs: np.ndarray | None = None) -> list:
+  """``nsl-ser predict``'s policy on the phone model for every tau of
+  :data:`TAUS` (``predict.classify_window``: the front end, then stages
+  1..k until the top probability, fused with ``head_probs`` of the clip's
+  utterance when given, reaches tau; tau 1.01 is the one-call ``full``
+  signature). Per clip the median of ``--phone_passes`` timed windows,
+  the taus interleaved within each pass; mean over clips."""
   from nsl_ser import predict
   p = predict.load_predictor(phone_path)
-  for a in audio[:F.warmup]:
-    predict.classify_window(p, a, tau, "max_prob")
-  out, ms, used = [], [], []
-  for i, a in enumerate(audio):
+
+  def one(i: int, tau: float):
     p.head_probs = None if head_probs is None else head_probs[i]
-    probs, name, t = predict.classify_window(p, a, tau, "max_prob")
-    out.append(probs)
-    ms.append(t)
-    used.append(name)
-  return {"uar": uar(y, np.stack(out), k), "mean_ms": float(np.mean(ms)),
-          "exits": {n: used.count(n) for n in sorted(set(used))}}
+    return predict.classify_window(p, audio[i], tau, "max_prob")
 
-
-MCU_TAUS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
+  for i in range(min(F.warmup, len(audio))):
+    for tau in TAUS:
+      one(i, tau)
+  ms = np.zeros((len(TAUS), F.phone_passes, len(audio)))
+  res = {}
+  for r in range(F.phone_passes):
+    for t, tau in enumerate(TAUS):
+      for i in range(len(audio)):
+        probs, name, ms[t, r, i] = one(i, tau)
+        res[t, i] = (probs, name)
+  curve = []
+  for t, tau in enumerate(TAUS):
+    used = [res[t, i][1] for i in range(len(audio))]
+    curve.append({"tau": tau,
+                  "uar": uar(y, np.stack([res[t, i][0]
+                                          for i in range(len(audio))]), k),
+                  "exits": {n: used.count(n) for n in sorted(set(used))},
+                  "mean_ms": float(np.median(ms[t], axis=0).mean())})
+  return curve
 
 
 def mcu_adaptive(cfe, chead, tflm, out_q, audio: np.ndarray,
                  y: np.ndarray, k: int) -> list:
   """The early-exit policy on the microcontroller path, timed on this
-  host for every tau of :data:`MCU_TAUS` (0: always exit 1; 1.01: always
+  host for every tau of :data:`TAUS` (0: always exit 1; 1.01: always
   the full chain): per clip, the C front end ``cfe``, with a head the C
   head ``chead`` on the window's features (``nsl_fx_compute`` +
   ``nsl_fx_probs``: what a device with one window of audio computes), then
@@ -252,10 +286,10 @@ def mcu_adaptive(cfe, chead, tflm, out_q, audio: np.ndarray,
 
   for a in audio[:F.warmup]:
     one(a, 1.01)
-  ms = np.zeros((2, len(MCU_TAUS), F.mcu_passes, len(audio)))
+  ms = np.zeros((2, len(TAUS), F.mcu_passes, len(audio)))
   res = {}
   for r in range(F.mcu_passes):
-    for t, tau in enumerate(MCU_TAUS):
+    for t, tau in enumerate(TAUS):
       for i, a in enumerate(audio):
         p, e, ms[0, t, r, i] = one(a, tau)
         res[t, i] = (p, e)
@@ -264,7 +298,7 @@ def mcu_adaptive(cfe, chead, tflm, out_q, audio: np.ndarray,
           raise RuntimeError(f"clip {i}: the streamed front end changed "
                              "the exits' answer")
   curve = []
-  for t, tau in enumerate(MCU_TAUS):
+  for t, tau in enumerate(TAUS):
     probs = np.stack([res[t, i][0] for i in range(len(audio))])
     used = np.array([res[t, i][1] for i in range(len(audio))])
     curve.append({"tau": tau, "uar": uar(y, probs, k),
@@ -323,6 +357,12 @@ def main(argv):
   probs = {"keras": dict(zip(names, keras_probs))}
   for p, m in phone.items():
     probs[f"phone_{p}"] = litert.phone_exits(m, test_audio)
+  chain_diff = {  # reference kernels: exactly the same int8 arithmetic
+      "xnnpack": chain_vs_full(phone["int8"], test_audio, names,
+                               probs["phone_int8"]),
+      "reference": chain_vs_full(litert.Model(
+          phone["int8"].data, "int8 phone, reference kernels",
+          reference_kernels=True), test_audio, names)}
   stage_files = [os.path.join(sdir, f"micro/stage_{k}_int8.tflite")
                  for k in range(1, len(names) + 1)]
   stages = [litert.Model.from_file(p) for p in stage_files]
@@ -362,7 +402,7 @@ def main(argv):
   uars["mcu_int8_from_audio"] = {n: uar(y, p, nk)
                                  for n, p in probs["mcu_int8_from_audio"].items()}
   phone_int8 = os.path.join(sdir, "model_int8.tflite")
-  adapt_cnn = adaptive(phone_int8, test_audio, y, nk, F.tau)
+  curve_cnn = phone_tau_curve(phone_int8, test_audio, y, nk)
   hp = None
   if head is not None:  # what predict runs: every exit fused with the head
     from nsl_ser import augment, records
@@ -374,8 +414,12 @@ def main(argv):
       uars[f"{v}_fused"] = {n: uar(y, p, nk)
                             for n, p in probs[f"{v}_fused"].items()}
     uars["functionals_head"] = {"head": uar(y, hp, nk)}
-  adapt = (adaptive(phone_int8, test_audio, y, nk, F.tau, hp)
-           if hp is not None else adapt_cnn)
+  curve = (phone_tau_curve(phone_int8, test_audio, y, nk, hp)
+           if hp is not None else curve_cnn)
+  adapt, adapt_cnn = (min((c for c in cv if 0 < c["tau"] <= 1),
+                          key=lambda c: abs(c["tau"] - F.tau))
+                      for cv in (curve, curve_cnn))
+  full_predict, full_predict_cnn = curve[-1], curve_cnn[-1]
   mcu_curve = mcu_adaptive(cfe, chead, tflm, out_q, test_audio, y, nk)
   c_dir.cleanup()
   mcu_at = {c["tau"]: c for c in mcu_curve}
@@ -478,8 +522,15 @@ def main(argv):
       # the one-call full model (the chain to exit_K: latency_int8_ms)
       "latency_full_audio_ms": latency.get("phone_int8/full_signature",
                                            latency[f"phone_int8/{deepest}"]),
+      # predict's policy, timed per clip; the full model through the same
+      # code (tau > 1: one call of the full signature)
       "latency_adaptive_audio_ms": adapt["mean_ms"],
+      "latency_full_predict_audio_ms": full_predict["mean_ms"],
       "uar_adaptive": adapt["uar"],
+      "phone_adaptive_exit_1_share": adapt["exits"].get(names[0], 0) / len(y),
+      # the stage chain against the one-call full signature, all exits
+      "phone_chain_vs_full_reference_max_diff": chain_diff["reference"],
+      "phone_chain_vs_full_xnnpack_max_diff": chain_diff["xnnpack"],
       # what predict runs: with a head, every exit fused with it
       "uar_full": fused_full,
       "fused_with_head": int(hp is not None),
@@ -487,6 +538,7 @@ def main(argv):
       "uar_full_cnn": uars["phone_int8"][deepest],
       "uar_adaptive_cnn": adapt_cnn["uar"],
       "latency_adaptive_cnn_audio_ms": adapt_cnn["mean_ms"],
+      "latency_full_predict_cnn_audio_ms": full_predict_cnn["mean_ms"],
       "tau": F.tau,
       # the microcontroller path on this host (C front end [+ C head] +
       # TFLM stages until the exit policy stops)
@@ -536,7 +588,9 @@ def main(argv):
           s["front_end_macs"] <= s["cnn_macs"],
       "front_end_ms<=cnn_ms (int8 phone, audio in)":
           s["latency_front_end_phone_ms"] <= s["latency_int8_features_ms"],
-      "adaptive_ms<full_ms (audio in)":
+      "adaptive_ms<full_ms (audio in, both through predict)":
+          s["latency_adaptive_audio_ms"] < s["latency_full_predict_audio_ms"],
+      "adaptive_ms<full_ms (audio in, vs the bare full signature)":
           s["latency_adaptive_audio_ms"] < s["latency_full_audio_ms"],
       "uar_adaptive_within_1_of_full": s["uar_full"] - s["uar_adaptive"] <= 1,
       "mcu_end_to_end_within_1.5_of_float":
@@ -564,8 +618,8 @@ def main(argv):
       "mcu_boundaries": side["micro"]["boundaries"],
       "tflm_equals_litert_reference": identical,
       "tflm_vs_litert_xnnpack_max_lsb": xnn_lsb, "targets": targets,
-      "exit_macs": side["exit_macs"], "adaptive": adapt,
-      "adaptive_cnn": adapt_cnn, "mcu_tau_curve": mcu_curve,
+      "exit_macs": side["exit_macs"], "phone_tau_curve": curve,
+      "phone_tau_curve_cnn": curve_cnn, "mcu_tau_curve": mcu_curve,
       "mcu_front_end": mcu, "wall_s": time.time() - t0,
   }
   rows = [[n, f"{uars['keras'][n]:.1f}", f"{uars['phone_float'][n]:.1f}",
@@ -591,6 +645,25 @@ def main(argv):
               " / ".join(f"{uars['phone_int8_fused'][n]:.1f}" for n in names),
               " / ".join(f"{uars['mcu_int8_from_audio_fused'][n]:.1f}"
                          for n in names)))
+  md += ("\n## Early exits on the phone model (LiteRT, 1 thread, audio in)"
+         "\n\nPer clip, `nsl-ser predict`'s policy as it runs "
+         "(`predict.classify_window`): the `front_end` signature, then "
+         "`stage_1`, `stage_2`, ... (int8 activations passed on) until the "
+         "exit's %sprobabilities reach τ; τ 1.01 is the one-call `full` "
+         "signature through the same code. Median of %d passes per clip (τ "
+         "interleaved), mean over the %d clips.\n\n"
+         % ("fused " if hp is not None else "", F.phone_passes, len(y))
+         + markdown_table(
+             ["τ", "UAR %", "exits used", "mean ms", "ms / full"]
+             + (["UAR % (CNN alone)", "mean ms (CNN alone)"]
+                if hp is not None else []),
+             [[f"{c['tau']:.2f}", f"{c['uar']:.1f}",
+               " / ".join(str(c["exits"].get(n, 0)) for n in names),
+               f"{c['mean_ms']:.3f}",
+               f"{c['mean_ms'] / full_predict['mean_ms']:.2f}"]
+              + ([f"{cc['uar']:.1f}", f"{cc['mean_ms']:.3f}"]
+                 if hp is not None else [])
+              for c, cc in zip(curve, curve_cnn)]))
   md += ("\n## Early exits on the microcontroller path (this host)\n\n"
          "Per clip, timed together: the C front end, %sthen TFLite Micro "
          "stages 1..k until the exit's %sprobabilities reach τ "
@@ -645,7 +718,8 @@ def main(argv):
          "functionals head %d B; flash (stages + front end + head) %d B, "
          "largest arena %d B, the C code's static buffers %d B. Adaptive (tau %.2f, "
          "phone int8, audio in, exits run one after another as `nsl-ser "
-         "predict` does%s): UAR %.1f vs full %.1f, mean %.2f ms vs full %.2f ms; "
+         "predict` does%s): UAR %.1f vs full %.1f, mean %.3f ms vs full "
+         "%.3f ms through the same code (the bare `full` signature %.3f ms); "
          "exits used %s.\n"
          % (mcu["front_end_code_bytes"], mcu["max_abs_diff"], mcu["front_end_ms"],
             mcu["head_code_bytes"], summary["mcu_flash_bytes"],
@@ -653,7 +727,8 @@ def main(argv):
             ", every exit fused with the utterance's functionals head"
             if hp is not None else "",
             adapt["uar"], summary["uar_full"], adapt["mean_ms"],
-            summary["latency_full_audio_ms"], adapt["exits"]))
+            full_predict["mean_ms"], summary["latency_full_audio_ms"],
+            adapt["exits"]))
   path = write_results(F.name, summary, details, md,
                        out_dir=F.results_dir or RESULTS_DIR)
   logging.info("wrote %s in %.0f s", path, time.time() - t0)

@@ -21,7 +21,7 @@ import json
 import os
 import statistics
 import time
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
@@ -362,19 +362,62 @@ def exit_signatures(model: Model) -> List[str]:
                 key=lambda n: int(n.split("_")[1]))
 
 
+class StagedRunner:
+  """A staged phone model run as an app runs it: :meth:`features` once per
+  window, then :meth:`stage` k = 1, 2, ... while the exits are not
+  confident, stage k's int8 activations going unchanged into stage k+1.
+  Signature runners without per-call checks: inputs must already have the
+  signature's shape and dtype."""
+
+  def __init__(self, model: Model):
+    if not is_staged(model):
+      raise ModelError(model.name, "not a staged phone model (front_end, "
+                       "stage_k, full signatures)")
+    self.model = model
+    self.exits = exit_signatures(model)
+    self._front_end = model._runners["front_end"]
+    self._full = model._runners["full"]
+    deepest = {t.name: t for t in model.outputs("full")}[self.exits[-1]]
+    self._full_q = deepest.qparams if deepest.dtype == "int8" else None
+    self._stages = []
+    for k, e in enumerate(self.exits, start=1):
+      sig = f"stage_{k}"
+      outs = {t.name: t for t in model.outputs(sig)}
+      nxt = f"block{k}_act" if f"block{k}_act" in outs else None
+      q = outs[e].qparams if outs[e].dtype == "int8" else None
+      self._stages.append((model._runners[sig], model.inputs(sig)[0].name,
+                           e, q, nxt))
+
+  def features(self, audio: np.ndarray) -> np.ndarray:
+    """Float log-Mel features [1, frames, bins] of audio [1, samples]."""
+    return self._front_end(audio=audio)["features"]
+
+  def stage(self, k: int, x: np.ndarray
+            ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(exit k's float probabilities [1, classes], stage k+1's input or
+    None after the last stage) from stage k's input ``x``."""
+    run, name, exit_name, q, nxt = self._stages[k - 1]
+    out = run(**{name: x})
+    p = out[exit_name]
+    return (p if q is None else q.dequantize(p)), (out[nxt] if nxt else None)
+
+  def full(self, audio: np.ndarray) -> np.ndarray:
+    """The deepest exit's probabilities [1, classes] in one call."""
+    p = self._full(audio=audio)[self.exits[-1]]
+    return p if self._full_q is None else self._full_q.dequantize(p)
+
+
 def staged_call(model: Model, audio: np.ndarray, k: int) -> Callable[[], None]:
-  """One window of a staged phone model up to exit k as an app runs it:
-  ``front_end`` once, then ``stage_1`` .. ``stage_k``, each feeding the
-  next (inputs prepared outside the returned call, for timing)."""
-  run = {s: model.interpreter.get_signature_runner(s)
-         for s in ["front_end"] + [f"stage_{j}" for j in range(1, k + 1)]}
-  names = {j: model.inputs(f"stage_{j}")[0].name for j in range(1, k + 1)}
+  """One window of a staged phone model up to exit k as an app runs it
+  (:class:`StagedRunner`; inputs prepared outside the returned call, for
+  timing)."""
+  chain = StagedRunner(model)
   a = np.asarray(audio, np.float32).reshape(1, -1)
 
   def call() -> None:
-    x = run["front_end"](audio=a)["features"]
+    x = chain.features(a)
     for j in range(1, k + 1):
-      x = run[f"stage_{j}"](**{names[j]: x}).get(f"block{j}_act")
+      _, x = chain.stage(j, x)
   return call
 
 

@@ -157,7 +157,9 @@ class TFLitePredictor(Predictor):
                                 "calibrate onto; export it again")
       self.calibration = normalization.affine(
           speaker, normalization.BandStats.from_dict(ref))
-    if not self.staged:
+    if self.staged:
+      self._chain = litert.StagedRunner(self.model)
+    else:
       self._input = self.model.inputs(self.exits[0])[0].name
     # the functionals head (sidecar) is fused with every exit
     self.head = (functionals.LinearHead.from_dict(side["functionals_head"])
@@ -194,7 +196,7 @@ class TFLitePredictor(Predictor):
   def start(self, window: np.ndarray) -> None:
     if not self.staged:
       return
-    x = self.model.run("front_end", audio=window[None].astype(np.float32))["features"]
+    x = self._chain.features(window[None].astype(np.float32))
     if self.calibration is not None:
       scale, shift = self.calibration
       x = (x * scale + shift).astype(np.float32)
@@ -205,8 +207,7 @@ class TFLitePredictor(Predictor):
     calibration, which goes between the front end and stage 1)."""
     if not self.staged or self.calibration is not None:
       return None
-    out = self.model.run("full", audio=window[None].astype(np.float32))
-    return np.asarray(out[self.exits[-1]])[0]
+    return self._chain.full(window[None].astype(np.float32))[0]
 
   def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
     if not self.staged:
@@ -215,10 +216,8 @@ class TFLitePredictor(Predictor):
     k = int(name.split("_")[1])
     while len(self._done) < k:  # stage j's activations feed stage j+1
       j = len(self._done) + 1
-      sig = f"stage_{j}"
-      out = self.model.run(sig, **{self.model.inputs(sig)[0].name: self._x})
-      self._done[f"exit_{j}"] = np.asarray(out[f"exit_{j}"])[0]
-      self._x = out.get(f"block{j}_act")
+      p, self._x = self._chain.stage(j, self._x)
+      self._done[f"exit_{j}"] = p[0]
     return self._done[name]
 
 

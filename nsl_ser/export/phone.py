@@ -12,13 +12,14 @@ The int8 variants are post-training quantised with the front end kept float
 (denylisted), so ``QUANTIZE`` sits right before the network; the front end's
 large weights are then stored small: the two halves of the folded DFT as
 int8 (:func:`quantize_front_end`, ``dft="matmul"``) and the Mel matrix as
-float16 (:func:`half_front_end_weights`, both DFTs).
+float16 (:func:`half_front_end_weights`, both DFTs). Between the stages
+the activations stay int8 (:func:`int8_stage_boundaries`).
 :func:`write_phone` is the exporter's phone step.
 """
 from __future__ import annotations
 
 import tempfile
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -209,11 +210,117 @@ def convert_staged_phone(model: keras.Model,
   module = StagedPhoneModule(models.with_time_mean_pools(model), front_end, dft)
   if representative_audio is None:
     return _convert_audio_module(module)
-  data = _convert_audio_module(
-      module, lambda: module.representative(representative_audio))
+  data = int8_stage_boundaries(_convert_audio_module(
+      module, lambda: module.representative(representative_audio)))
   if dft == "matmul":
     data = quantize_front_end(data, front_end)
   return half_front_end_weights(data)
+
+
+def int8_stage_boundaries(data: bytes) -> bytes:
+  """Stage k's ``block{k}_act`` leaves it int8 and stage k+1 takes it int8:
+  the DEQUANTIZE that ended stage k and the QUANTIZE that opened stage k+1
+  are removed, as on the microcontroller, so chaining the stages costs no
+  conversion. Producer and consumer were calibrated on the same
+  activations: when their qparams agree
+  (:data:`nsl_ser.micro.MAX_BOUNDARY_SCALE_DIFF`) the consumer takes the
+  producer's; when they do not (QAT: the producer's range is trained), the
+  QUANTIZE stays and requantises int8 to int8. Without such a boundary the
+  ``full`` signature's tensors then take the stages' qparams
+  (:func:`_share_stage_qparams`): the chain and ``full`` compute the same
+  tensors and give the same exits."""
+  m = litert.model_t(data)
+  sub = {sd.signatureKey.decode(): sd for sd in m.signatureDefs}
+  ends: Dict[str, Tuple[int, int]] = {}  # block name -> (subgraph, tensor)
+  requantised = False
+  for key, sd in sub.items():  # producers: drop the final DEQUANTIZE
+    if not key.startswith("stage_"):
+      continue
+    sg = m.subgraphs[sd.subgraphIndex]
+    for t in sd.outputs:
+      if t.name.decode().startswith("block"):
+        op = _only_op(m, sg, "DEQUANTIZE", key,
+                      lambda o, i=t.tensorIndex: list(o.outputs) == [i])
+        sg.operators.remove(op)
+        sg.outputs = [op.inputs[0] if i == t.tensorIndex else i
+                      for i in sg.outputs]
+        t.tensorIndex = op.inputs[0]
+        ends[t.name.decode()] = (sd.subgraphIndex, t.tensorIndex)
+  for key, sd in sub.items():  # consumers: drop the opening QUANTIZE
+    sg = m.subgraphs[sd.subgraphIndex]
+    for t in sd.inputs:
+      name = t.name.decode()
+      if not key.startswith("stage_") or name not in ends:
+        continue
+      op = _only_op(m, sg, "QUANTIZE", key,
+                    lambda o, i=t.tensorIndex: list(o.inputs) == [i])
+      psg, pt = ends.pop(name)
+      produced = m.subgraphs[psg].tensors[pt]
+      src = litert.tensor_qparams(produced)
+      dst = litert.tensor_qparams(sg.tensors[op.outputs[0]])
+      if src is None or dst is None:
+        raise RuntimeError(f"{key}: {name} is not per-tensor int8")
+      if (src.zero_point == dst.zero_point and abs(src.scale - dst.scale)
+          <= micro.MAX_BOUNDARY_SCALE_DIFF * src.scale):
+        sg.operators.remove(op)  # the same up to calibration rounding
+        new = op.outputs[0]
+        sg.tensors[new].quantization = produced.quantization
+      else:  # e.g. QAT: trained producer range, calibrated consumer range
+        inp = litert.schema.TensorT()  # QUANTIZE then requantises int8
+        inp.name, inp.shape = produced.name, list(produced.shape)
+        inp.type, inp.quantization = produced.type, produced.quantization
+        inp.buffer = 0
+        sg.tensors.append(inp)
+        new = len(sg.tensors) - 1
+        op.inputs = [new]
+        requantised = True
+      sg.inputs = [new if i == t.tensorIndex else i for i in sg.inputs]
+      t.tensorIndex = new
+  if ends:
+    raise RuntimeError(f"no consumer for {sorted(ends)}")
+  if not requantised:
+    _share_stage_qparams(m, sub)
+  return litert.pack(m)
+
+
+def _share_stage_qparams(m, sub) -> None:
+  """The ``full`` signature's network ops, from the features' QUANTIZE on,
+  are stage 1's ops, then stage 2's, ...: each of their tensors takes the
+  stage's qparams (the converter calibrates every signature separately,
+  so they differ by float rounding, and the features' range by more)."""
+  def network(sg):
+    names = [litert.op_name(m, op.opcodeIndex) for op in sg.operators]
+    first = next((i for i, n in enumerate(names) if n == "QUANTIZE"
+                  and sg.tensors[sg.operators[i].inputs[0]].type
+                  == litert.schema.TensorType.FLOAT32), None)
+    if first is None:
+      raise RuntimeError("no QUANTIZE of the float features")
+    return [(names[i], sg, sg.operators[i]) for i in range(first, len(names))]
+  full = network(m.subgraphs[sub["full"].subgraphIndex])
+  chain = []
+  for k in range(1, len(sub)):
+    if f"stage_{k}" in sub:
+      sg = m.subgraphs[sub[f"stage_{k}"].subgraphIndex]
+      chain += (network(sg) if k == 1 else
+                [(litert.op_name(m, op.opcodeIndex), sg, op) for op in sg.operators])
+  if [n for n, _, _ in full] != [n for n, _, _ in chain]:
+    raise RuntimeError("the full signature's ops are not the stages' in order")
+  for (_, fsg, fop), (_, ssg, sop) in zip(full, chain):
+    for fi, si in zip(list(fop.inputs) + list(fop.outputs),
+                      list(sop.inputs) + list(sop.outputs)):
+      if fi >= 0 and si >= 0:
+        fsg.tensors[fi].quantization = ssg.tensors[si].quantization
+
+
+def _only_op(m, sg, opname: str, where: str,
+             match: Callable[[object], bool] = lambda op: True):
+  """The one ``opname`` op of subgraph ``sg`` for which ``match(op)``."""
+  ops = [op for op in sg.operators
+         if litert.op_name(m, op.opcodeIndex) == opname and match(op)]
+  if len(ops) != 1:
+    raise RuntimeError(f"{where}: expected one {opname} at the stage boundary, "
+                       f"found {len(ops)}")
+  return ops[0]
 
 
 def quantize_front_end(data: bytes, front_end: FrontEndConfig) -> bytes:

@@ -30,6 +30,14 @@ DEFAULT_ARENA = 1 << 20
 MAX_BOUNDARY_SCALE_DIFF = 1.0 / (2 * 255)
 
 
+def boundary_qparams_agree(src: QParams, dst: QParams) -> bool:
+  """Can int8 values of a stage output (``src``) enter the next stage's
+  input (``dst``) unchanged? Same zero point, scales within
+  :data:`MAX_BOUNDARY_SCALE_DIFF`."""
+  return (src.zero_point == dst.zero_point
+          and abs(src.scale - dst.scale) / src.scale <= MAX_BOUNDARY_SCALE_DIFF)
+
+
 def block_count(model: keras.Model) -> int:
   return sum(1 for l in model.layers if re.fullmatch(r"block\d+_conv", l.name))
 
@@ -140,8 +148,7 @@ def build_stages(model: keras.Model, calibration: np.ndarray,
     data = convert.convert_int8(sm, rep)
     if src is not None:
       dst = stage_input_qparams(data)
-      diff = abs(src.scale - dst.scale) / src.scale
-      if src.zero_point != dst.zero_point or diff > MAX_BOUNDARY_SCALE_DIFF:
+      if not boundary_qparams_agree(src, dst):
         raise AssertionError(f"stage {k}: boundary qparams {src} vs {dst} "
                              "disagree; calibrate stages on the same clips")
       data = set_input_qparams(data, src)

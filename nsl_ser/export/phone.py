@@ -223,7 +223,7 @@ def int8_stage_boundaries(data: bytes) -> bytes:
   are removed, as on the microcontroller, so chaining the stages costs no
   conversion. Producer and consumer were calibrated on the same
   activations: when their qparams agree
-  (:data:`nsl_ser.micro.MAX_BOUNDARY_SCALE_DIFF`) the consumer takes the
+  (:func:`nsl_ser.micro.boundary_qparams_agree`) the consumer takes the
   producer's; when they do not (QAT: the producer's range is trained), the
   QUANTIZE stays and requantises int8 to int8. Without such a boundary the
   ``full`` signature's tensors then take the stages' qparams
@@ -260,8 +260,7 @@ def int8_stage_boundaries(data: bytes) -> bytes:
       dst = litert.tensor_qparams(sg.tensors[op.outputs[0]])
       if src is None or dst is None:
         raise RuntimeError(f"{key}: {name} is not per-tensor int8")
-      if (src.zero_point == dst.zero_point and abs(src.scale - dst.scale)
-          <= micro.MAX_BOUNDARY_SCALE_DIFF * src.scale):
+      if micro.boundary_qparams_agree(src, dst):
         sg.operators.remove(op)  # the same up to calibration rounding
         new = op.outputs[0]
         sg.tensors[new].quantization = produced.quantization
@@ -298,11 +297,12 @@ def _share_stage_qparams(m, sub) -> None:
     return [(names[i], sg, sg.operators[i]) for i in range(first, len(names))]
   full = network(m.subgraphs[sub["full"].subgraphIndex])
   chain = []
-  for k in range(1, len(sub)):
-    if f"stage_{k}" in sub:
-      sg = m.subgraphs[sub[f"stage_{k}"].subgraphIndex]
-      chain += (network(sg) if k == 1 else
-                [(litert.op_name(m, op.opcodeIndex), sg, op) for op in sg.operators])
+  stages = sorted((k for k in sub if k.startswith("stage_")),
+                  key=lambda k: int(k.split("_")[1]))
+  for key in stages:
+    sg = m.subgraphs[sub[key].subgraphIndex]
+    chain += (network(sg) if key == "stage_1" else
+              [(litert.op_name(m, op.opcodeIndex), sg, op) for op in sg.operators])
   if [n for n, _, _ in full] != [n for n, _, _ in chain]:
     raise RuntimeError("the full signature's ops are not the stages' in order")
   for (_, fsg, fop), (_, ssg, sop) in zip(full, chain):

@@ -160,9 +160,14 @@ class LogMel(keras.layers.Layer):
   ``dft="fft"`` uses ``tf.signal.stft`` (training, host features);
   ``dft="matmul"`` computes the same spectrum as two matrix products with
   :func:`dft_basis` (the frames folded on the window's symmetry; only the
-  bins the Mel bank uses). In TFLite those are FULLY_CONNECTED ops, which
-  XNNPACK runs several times faster than RFFT2D and which the int8 phone
-  export can weight-quantise (see ``export.quantize_front_end``).
+  bins the Mel bank uses), of the raw frames, and applies the peak
+  normalisation to the Mel power (:meth:`log_of_power`), as the streaming
+  front end must (:meth:`mel_power` frame by frame as the audio arrives):
+  the same features up to float rounding, and with the int8 DFT the
+  streamed features equal the whole window's. In TFLite those are
+  FULLY_CONNECTED ops, which XNNPACK runs several times faster than RFFT2D
+  and which the int8 phone export can weight-quantise (see
+  ``export.quantize_front_end``).
   """
 
   def __init__(self, config: FrontEndConfig = FrontEndConfig(),
@@ -178,20 +183,49 @@ class LogMel(keras.layers.Layer):
       self._mel = self._mel[lo:hi]
 
   def _power(self, waveform: tf.Tensor) -> tf.Tensor:
-    """|X|^2 (matmul: of the Mel bank's bins only; ``self._mel`` matches)."""
+    """|X|^2 of every frame of the waveform (``dft="fft"``)."""
+    c = self.config
+    stft = tf.signal.stft(waveform, frame_length=c.frame_length,
+                          frame_step=c.frame_step, fft_length=c.fft_length,
+                          window_fn=tf.signal.hann_window, pad_end=False)
+    return tf.square(tf.abs(stft))
+
+  def _frame_power(self, frames: tf.Tensor) -> tf.Tensor:
+    """|X|^2 of frames [..., frame_length] (Hann window inside)."""
     c = self.config
     if self.dft == "fft":
-      stft = tf.signal.stft(waveform, frame_length=c.frame_length,
-                            frame_step=c.frame_step, fft_length=c.fft_length,
-                            window_fn=tf.signal.hann_window, pad_end=False)
-      return tf.square(tf.abs(stft))
-    frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
+      window = tf.signal.hann_window(c.frame_length)
+      return tf.square(tf.abs(tf.signal.rfft(frames * window, [c.fft_length])))
     even, odd = fold_frames(frames, c.frame_length)
     return (tf.square(tf.tensordot(even, self._cos, axes=1))
             + tf.square(tf.tensordot(odd, self._sin, axes=1)))
 
+  def mel_power(self, frames: tf.Tensor) -> tf.Tensor:
+    """Mel power [..., mel_bins] of raw frames [..., frame_length], before
+    the peak normalisation and the log (:meth:`log_of_power`): the
+    streaming front end's per-frame step, run as each frame's audio
+    arrives."""
+    power = self._frame_power(frames)
+    return tf.tensordot(power, self._mel, axes=1)
+
+  def log_of_power(self, mel_power: tf.Tensor, peak: tf.Tensor) -> tf.Tensor:
+    """Features [batch, frames, mel_bins] of a window from its frames' Mel
+    power [batch, frames, mel_bins] (:meth:`mel_power`) and its peak |x|
+    [batch, 1]: :meth:`call`'s peak normalisation (x / g) applied to the
+    power instead (/ g^2), then the log. Equal to :meth:`call` on the
+    window up to float rounding."""
+    c = self.config
+    if c.peak_normalize:
+      gain = tf.maximum(peak, PEAK_FLOOR)
+      mel_power = mel_power / tf.square(gain)[:, :, None]
+    return tf.math.log(mel_power + c.log_floor)
+
   def call(self, waveform: tf.Tensor) -> tf.Tensor:
     c = self.config
+    if self.dft == "matmul":  # the phone's: as the streaming front end does
+      peak = tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
+      frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
+      return self.log_of_power(self.mel_power(frames), peak)
     if c.peak_normalize:
       waveform = peak_normalize(waveform)
     power = self._power(waveform)

@@ -407,6 +407,77 @@ class StagedRunner:
     return p if self._full_q is None else self._full_q.dequantize(p)
 
 
+STREAM_SIGNATURES = ("frame_power", "log_mel")
+
+
+def has_stream(model: Model) -> bool:
+  """A staged phone model with the streaming front end's signatures?"""
+  return is_staged(model) and all(s in model.signatures
+                                  for s in STREAM_SIGNATURES)
+
+
+class PhoneStream:
+  """The phone model's front end fed as the audio arrives, as an app runs
+  it (the phone's counterpart of the C ``nsl_fe_stream_*``): :meth:`push`
+  any number of samples, repeatedly; each frame goes through the
+  ``frame_power`` signature as soon as its last sample is in (the state is
+  the window's Mel power and peak, not its audio); :meth:`features`, once
+  the window is complete, applies the window's peak normalisation and the
+  log (``log_mel``): bit for bit what ``front_end`` computes from the whole
+  window. ``frame_step``: the sidecar's ``front_end.frame_step``."""
+
+  def __init__(self, model: Model, frame_step: int):
+    if not has_stream(model):
+      raise ModelError(model.name, "no streaming front end (frame_power and "
+                       "log_mel signatures); export it again")
+    self._frame = model._runners["frame_power"]
+    self._log = model._runners["log_mel"]
+    self.frame_length = model.inputs("frame_power")[0].shape[-1]
+    _, self.num_frames, bands = model.inputs("log_mel")[
+        [t.name for t in model.inputs("log_mel")].index("mel_power")].shape
+    self.clip_samples = model.inputs("front_end")[0].shape[-1]
+    self.frame_step = int(frame_step)
+    if (self.frame_step <= 0 or self.num_frames != 1 + (
+        self.clip_samples - self.frame_length) // self.frame_step):
+      raise ModelError(model.name, f"frame_step {frame_step} does not match "
+                       f"the model's {self.num_frames} frames of "
+                       f"{self.frame_length} samples in {self.clip_samples}")
+    self._power = np.zeros((1, self.num_frames, bands), np.float32)
+    self.reset()
+
+  def reset(self) -> None:
+    """Starts a new window."""
+    self.samples = self.frames = 0
+    self.peak = 0.0
+    self._tail = np.zeros(0, np.float32)
+
+  def push(self, samples: np.ndarray) -> int:
+    """Adds samples (beyond the window's ``clip_samples`` ignored); returns
+    the number of frames done."""
+    x = np.asarray(samples, np.float32).ravel()[:self.clip_samples - self.samples]
+    if x.size:
+      self.peak = max(self.peak, float(np.abs(x).max()))
+      self.samples += x.size
+    tail = np.concatenate([self._tail, x]) if self._tail.size else x
+    start, n = 0, self.frame_length
+    while self.frames < self.num_frames and start + n <= tail.size:
+      self._power[0, self.frames] = self._frame(
+          frame=tail[None, start:start + n])["mel_power"][0]
+      self.frames += 1
+      start += self.frame_step
+    self._tail = (tail[start:].copy() if self.frames < self.num_frames
+                  else tail[:0])
+    return self.frames
+
+  def features(self) -> Optional[np.ndarray]:
+    """The window's float log-Mel features [1, frames, bins] (None until
+    ``clip_samples`` samples were pushed)."""
+    if self.samples < self.clip_samples:
+      return None
+    return self._log(mel_power=self._power,
+                     peak=np.array([[self.peak]], np.float32))["features"]
+
+
 def staged_call(model: Model, audio: np.ndarray, k: int) -> Callable[[], None]:
   """One window of a staged phone model up to exit k as an app runs it
   (:class:`StagedRunner`; inputs prepared outside the returned call, for

@@ -52,7 +52,10 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       f"{side['front_end']['clip_samples'] / side['front_end']['sample_rate']:.0f} s). "
       "Staged: `front_end` (audio -> log-Mel) once per window, then "
       "`stage_1` ... `stage_K` (each returns its exit and the activations "
-      "the next stage takes), or `full` (audio -> every exit) in one call.",
+      "the next stage takes), or `full` (audio -> every exit) in one call; "
+      "for live audio `frame_power` (each frame's audio as it arrives) and "
+      "`log_mel` (the window's end) replace `front_end`, with the same "
+      "features (`nsl_ser.litert.PhoneStream`).",
       *([f"- **Functionals head**: {len(side['functionals_head']['coef'][0])} "
          "statistics of the utterance's log-Mel speech frames + logistic "
          "regression (sidecar `functionals_head`; trained on every "

@@ -194,9 +194,19 @@ class TFLitePredictor(Predictor):
     return probs[k]
 
   def start(self, window: np.ndarray) -> None:
-    if not self.staged:
-      return
-    x = self._chain.features(window[None].astype(np.float32))
+    if self.staged:
+      self.start_features(self._chain.features(window[None].astype(np.float32)))
+
+  def stream(self):
+    """A :class:`nsl_ser.litert.PhoneStream` on this model, for live audio
+    (:func:`classify_streamed`)."""
+    from nsl_ser import litert
+    return litert.PhoneStream(self.model, self.front_end.frame_step)
+
+  def start_features(self, x: np.ndarray) -> None:
+    """Starts a window from its front-end features [1, frames, bins]
+    (``start`` computes them; a :class:`nsl_ser.litert.PhoneStream` has
+    them when the window's last hop arrives)."""
     if self.calibration is not None:
       scale, shift = self.calibration
       x = (x * scale + shift).astype(np.float32)
@@ -281,12 +291,37 @@ def classify_window(p: Predictor, window: np.ndarray, tau: float,
       name = p.exits[-1]
       return p.finish(name, probs), name, (time.perf_counter() - t0) * 1e3
   p.start(window)
+  return (*_exits_until(p, window, tau, policy),
+          (time.perf_counter() - t0) * 1e3)
+
+
+def _exits_until(p: Predictor, window: Optional[np.ndarray], tau: float,
+                 policy: str) -> Tuple[np.ndarray, str]:
+  """Exit 1, 2, ... of the started window until one reaches ``tau``."""
   probs = None
   for name in p.exits:
     probs = p.exit_probs(name, window)
     if early_exit.confidence(probs[None], policy)[0] >= tau:
       break
-  return probs, name, (time.perf_counter() - t0) * 1e3
+  return probs, name
+
+
+def classify_streamed(p: "TFLitePredictor", stream, last: np.ndarray,
+                      tau: float, policy: str) -> Tuple[np.ndarray, str, float]:
+  """:func:`classify_window` for live audio: the window's earlier samples
+  already went through ``stream`` (a :class:`nsl_ser.litert.PhoneStream`)
+  as they arrived; pushes its ``last`` samples, then runs the exits until
+  one reaches ``tau`` (all of them for tau > 1); (probs, exit, ms from the
+  push)."""
+  t0 = time.perf_counter()
+  stream.push(last)
+  x = stream.features()
+  if x is None:
+    raise ValueError(f"the stream holds {stream.samples} of the window's "
+                     f"{stream.clip_samples} samples")
+  p.start_features(x)
+  return (*_exits_until(p, None, tau, policy),
+          (time.perf_counter() - t0) * 1e3)
 
 
 def no_speech_window(start: float, end: float) -> Window:

@@ -114,10 +114,8 @@ def test_every_tflite_loads_and_runs(out, emodb):
     m = litert.Model.from_file(os.path.join(out, rel))
     assert set(m.signatures) == set(info["signatures"])
     for sig in m.signatures:
-      (inp,) = m.inputs(sig)
-      x = {"audio": x_audio, "features": x_feat}.get(
-          inp.name, np.zeros(inp.shape, np.float32))
-      y = m.run(sig, **{inp.name: x})
+      y = m.run(sig, **{t.name: {"audio": x_audio, "features": x_feat}.get(
+          t.name, np.zeros(t.shape, np.float32)) for t in m.inputs(sig)})
       assert set(y) == set(info["signatures"][sig]["outputs"])
       for name, v in y.items():
         if name.startswith("exit_"):
@@ -127,7 +125,8 @@ def test_every_tflite_loads_and_runs(out, emodb):
       assert mm.run(np.zeros(mm.inputs[0].shape, np.int8), raw=True)
 
 
-STAGED = ["front_end", "full"] + [f"stage_{k}" for k in range(1, 5)]
+STAGED = (["frame_power", "front_end", "full", "log_mel"]
+          + [f"stage_{k}" for k in range(1, 5)])
 
 
 def test_phone_models_are_staged(out, student, emodb):
@@ -142,6 +141,10 @@ def test_phone_models_are_staged(out, student, emodb):
     assert [(t.name, t.shape, t.dtype) for t in pm.inputs("front_end")] == [
         ("audio", (1, 48000), "float32")]
     assert [t.name for t in pm.outputs("front_end")] == ["features"]
+    assert [(t.name, t.shape) for t in pm.inputs("frame_power")] == [
+        ("frame", (1, 400))]
+    assert sorted((t.name, t.shape) for t in pm.inputs("log_mel")) == [
+        ("mel_power", (1, 298, 40)), ("peak", (1, 1))]
     assert [t.name for t in pm.inputs("stage_2")] == ["block1_act"]
     assert sorted(t.name for t in pm.outputs("stage_1")) == ["block1_act", "exit_1"]
     assert [t.name for t in pm.outputs("stage_4")] == ["exit_4"]
@@ -165,6 +168,9 @@ def test_phone_models_are_staged(out, student, emodb):
     requant = any(litert.op_names(pm.data)[_subgraph(pm.data, f"stage_{k}")][0]
                   == "QUANTIZE" for k in range(2, len(EXITS) + 1))
     assert not requant or _side(out)["quantization"]["method"] == "qat"
+    if kind == "int8" and not requant:  # full's network: the stages' constants
+      assert _network_constants(pm.data, ["full"]) <= _network_constants(
+          pm.data, [f"stage_{k}" for k in range(1, len(EXITS) + 1)])
     chain = litert.StagedRunner(pm)
     for i in range(4):
       x = chain.features(emodb["test_audio"][i:i + 1])
@@ -195,6 +201,51 @@ def test_phone_models_are_staged(out, student, emodb):
   assert litert.TYPE_NAMES[w.type] == "int8" and len(w.quantization.scale) == w.shape[0]
   assert litert.TYPE_NAMES[x.type] == litert.TYPE_NAMES[out_t.type] == "float32"
   assert dft.builtinOptions.asymmetricQuantizeInputs
+
+
+def test_phone_model_streams_live_audio(out, student, emodb, tmp_path):
+  """The phone model's streaming front end (frame_power as each frame
+  arrives, log_mel at the window's end; litert.PhoneStream) gives the
+  front_end signature's features bit for bit whatever the push sizes,
+  nothing before the window is complete, ignores samples past it; predict
+  on the stream (classify_streamed) gives classify_window's answers. A
+  model without it, or a wrong frame step, is a clear error."""
+  from nsl_ser import predict
+  fe = FrontEndConfig()
+  p = predict.load_predictor(os.path.join(out, "model_int8.tflite"))
+  stream = p.stream()
+  chain = litert.StagedRunner(p.model)
+  rng = np.random.default_rng(0)
+  for i, a in enumerate(emodb["test_audio"][:4]):
+    want = chain.features(a[None])
+    for cuts in (np.arange(fe.frame_step, len(a), fe.frame_step),
+                 np.sort(rng.integers(0, len(a), 25))):
+      stream.reset()
+      frames = [stream.push(c) for c in np.split(a, cuts)[:-1]]
+      assert frames == sorted(frames) and stream.features() is None
+      stream.push(a[cuts[-1]:])
+      stream.push(np.ones(500, np.float32))  # past the window
+      np.testing.assert_array_equal(stream.features(), want)
+    for tau in (0.0, 0.8, 1.01):
+      probs, name, _ = predict.classify_window(p, a, tau, "max_prob")
+      stream.reset()
+      stream.push(a[:-fe.frame_step])
+      sp, sn, ms = predict.classify_streamed(p, stream, a[-fe.frame_step:],
+                                             tau, "max_prob")
+      assert sn == name and ms > 0
+      if tau <= 1:  # tau > 1: the chain against the one-call model
+        np.testing.assert_array_equal(sp, probs)
+  stream.reset()
+  stream.push(a[:100])
+  with pytest.raises(ValueError, match="holds 200 of the window's 48000"):
+    predict.classify_streamed(p, stream, a[100:200], 0.8, "max_prob")
+  with pytest.raises(ModelError, match="frame_step 7 does not match"):
+    litert.PhoneStream(p.model, 7)
+  old = str(tmp_path / "old.tflite")
+  with open(old, "wb") as f:  # one signature per exit, as before staging
+    f.write(export.convert_phone(student[0]))
+  with pytest.raises(ModelError, match=r"old.tflite.*no streaming front end"):
+    litert.PhoneStream(litert.Model.from_file(old, sidecar=None), fe.frame_step)
 
 
 def test_small_rfft_phone_model(student, emodb):
@@ -235,6 +286,21 @@ def test_calibration_needs_a_staged_phone_model(student, tmp_path):
   spk = normalization.BandStats(10, np.zeros(40), np.ones(40) * 10)
   with pytest.raises(ModelError, match=r"model_int8.tflite.*staged"):
     predict.load_predictor(path, speaker=spk)
+
+
+def _network_constants(data: bytes, signatures) -> set:
+  """Buffers of the constant inputs of the signatures' int8 network ops
+  (from the QUANTIZE of the float features on)."""
+  m = litert.model_t(data)
+  found = set()
+  for name in signatures:
+    sg = m.subgraphs[_subgraph(data, name)]
+    ops = litert.op_names(data)[_subgraph(data, name)]
+    start = ops.index("QUANTIZE") if "QUANTIZE" in ops else 0
+    for op in sg.operators[start:]:
+      found |= {sg.tensors[i].buffer for i in op.inputs
+                if i >= 0 and m.buffers[sg.tensors[i].buffer].data is not None}
+  return found
 
 
 def _subgraph(data: bytes, name: str) -> int:
@@ -569,7 +635,10 @@ def test_export_benchmark_script(student, emodb, tmp_path):
             "latency_full_student_ms", "uar_full", "uar_head",
             "latency_mcu_exit_1_audio_ms", "latency_mcu_full_audio_ms",
             "latency_mcu_adaptive_audio_ms", "uar_mcu_full",
-            "latency_adaptive_audio_ms", "latency_full_predict_audio_ms"):
+            "latency_adaptive_audio_ms", "latency_full_predict_audio_ms",
+            "latency_phone_stream_front_end_ms", "latency_phone_stream_window_ms",
+            "latency_phone_stream_exit_1_ms", "latency_phone_stream_full_ms",
+            "latency_phone_stream_adaptive_ms", "phone_stream_state_bytes"):
     assert isinstance(s[k], (int, float)) and s[k] > 0, k
   assert s["mcu_arena_bytes"] == max(res["mcu_arena_bytes"])
   assert s["int8_bytes"] == sum(res["bytes"]["mcu_stages"])
@@ -593,7 +662,10 @@ def test_export_benchmark_script(student, emodb, tmp_path):
     assert phone[0]["exits"] == {"exit_1": n}  # tau 0: exit 1 always
     assert phone[-1]["exits"] == {"exit_4": n}  # tau > 1: the full signature
     assert phone[-1]["uar"] == full_uar
-    assert all(sum(c["exits"].values()) == n and c["mean_ms"] > 0 for c in phone)
+    assert all(sum(c["exits"].values()) == n and c["mean_ms"] > 0
+               and c["mean_ms_stream"] > 0 for c in phone)
+  # live audio: the streamed front end's features are front_end's
+  assert s["phone_stream_max_abs_diff"] == 0
   assert s["latency_full_predict_audio_ms"] == res["phone_tau_curve"][-1]["mean_ms"]
   md = (tmp_path / "results" / "export.md").read_text()
   assert "microcontroller path" in md and "Early exits on the phone model" in md

@@ -38,6 +38,27 @@ def test_default_model_has_exits_labels_and_licence(default_model):
   assert os.path.getsize(predict.DEFAULT_MODEL) < 500_000
 
 
+def test_default_model_streams_live_audio(default_model, emodb_files):
+  """The committed model's streaming front end, fed 10 ms at a time as a
+  microphone would, gives its front_end's features and predict's answer."""
+  from nsl_ser import litert
+  fe = default_model.front_end
+  w = np.zeros(fe.clip_samples, np.float32)
+  x = audio.load_audio(emodb_files[3])[:fe.clip_samples]
+  w[:len(x)] = x
+  stream = default_model.stream()
+  for i in range(0, len(w) - fe.frame_step, fe.frame_step):
+    stream.push(w[i:i + fe.frame_step])
+  assert stream.features() is None
+  probs, name, _ = predict.classify_streamed(
+      default_model, stream, w[len(w) - fe.frame_step:], 0.8, "max_prob")
+  np.testing.assert_array_equal(
+      stream.features(), litert.StagedRunner(default_model.model).features(w[None]))
+  want, want_name, _ = predict.classify_window(default_model, w, 0.8, "max_prob")
+  assert name == want_name
+  np.testing.assert_array_equal(probs, want)
+
+
 def test_tau_controls_the_exit(default_model, emodb_files):
   x = audio.load_audio(emodb_files[0])
   first = predict.predict_waveform(default_model, x, tau=0.0)

@@ -3,8 +3,10 @@
 * :func:`convert_staged_phone` (models with exits): signatures
   ``front_end`` (audio -> features, once per window), ``stage_1`` ...
   ``stage_K`` (the previous activations -> ``exit_k`` and
-  ``block{k}_act``; :func:`nsl_ser.micro.stage_model`, weights shared) and
-  ``full`` (audio -> every exit in one call).
+  ``block{k}_act``; :func:`nsl_ser.micro.stage_model`, weights shared),
+  ``full`` (audio -> every exit in one call), and for live audio
+  ``frame_power`` / ``log_mel`` (the front end frame by frame, then the
+  window's peak normalisation and log).
 * :func:`convert_phone` (single-head models such as the source CNN): one
   signature per output.
 
@@ -56,11 +58,20 @@ class PhoneModule(tf.Module):
     return {n: f.get_concrete_function() for n, f in self.functions.items()}
 
 
+FRONT_END_SIGNATURES = ("front_end", "frame_power", "log_mel")
+
+
 def frontend_node_names(data: bytes, scope: str = FRONT_END_SCOPE) -> List[str]:
-  """Output-tensor names of the ops built under ``scope`` (the keys
-  ``mlir_quantize(denylisted_nodes=...)`` matches)."""
+  """Output-tensor names of the ops built under ``scope`` and of the
+  outputs of the :data:`FRONT_END_SIGNATURES` (an op that writes a
+  signature output carries the signature's name, not the scope's): the
+  keys ``mlir_quantize(denylisted_nodes=...)`` matches."""
   m = litert.model_t(data)
   names = set()
+  for sd in m.signatureDefs or []:
+    if sd.signatureKey.decode() in FRONT_END_SIGNATURES:
+      sg = m.subgraphs[sd.subgraphIndex]
+      names.update(sg.tensors[t.tensorIndex].name.decode() for t in sd.outputs)
   for sg in m.subgraphs:
     for op in sg.operators or []:
       for j in op.outputs:
@@ -132,7 +143,10 @@ def _convert_audio_module(module: tf.Module, representative=None) -> bytes:
 
 class StagedPhoneModule(tf.Module):
   """The staged phone model: ``front_end`` (audio -> features) runs once
-  per window, ``stage_k`` maps features (k = 1) or ``block{k-1}_act`` to
+  per window (streaming instead: ``frame_power``, a frame's raw audio ->
+  its Mel power, as each frame arrives, and ``log_mel``, the window's Mel
+  power and peak -> the same features, when it is complete;
+  :class:`nsl_ser.litert.PhoneStream`), ``stage_k`` maps features (k = 1) or ``block{k-1}_act`` to
   ``exit_k`` and ``block{k}_act`` (the last stage: ``exit_K`` only), and
   ``full`` (audio -> every exit) is the one-call model. The stages are
   :func:`nsl_ser.micro.stage_model` of the network, so weights are shared
@@ -145,9 +159,17 @@ class StagedPhoneModule(tf.Module):
     self.log_mel = LogMel(front_end, dft=dft, name="log_mel")
     self.stages = [micro.stage_model(model, k)
                    for k in range(1, len(convert.output_names(model)) + 1)]
-    audio = tf.TensorSpec([1, front_end.clip_samples], tf.float32, name="audio")
+    fe = front_end
+    audio = tf.TensorSpec([1, fe.clip_samples], tf.float32, name="audio")
+    frame = tf.TensorSpec([1, fe.frame_length], tf.float32, name="frame")
+    power = tf.TensorSpec([1, *fe.feature_shape], tf.float32, name="mel_power")
+    peak = tf.TensorSpec([1, 1], tf.float32, name="peak")
     self.functions = {"front_end": tf.function(self._front_end,
                                                input_signature=[audio]),
+                      "frame_power": tf.function(self._frame_power,
+                                                 input_signature=[frame]),
+                      "log_mel": tf.function(self._log_mel,
+                                             input_signature=[power, peak]),
                       "full": tf.function(self._full, input_signature=[audio])}
     for k, st in enumerate(self.stages, start=1):
       spec = tf.TensorSpec([1, *st.input.shape[1:]], tf.float32,
@@ -161,6 +183,14 @@ class StagedPhoneModule(tf.Module):
 
   def _front_end(self, audio):
     return {"features": self._features(audio)}
+
+  def _frame_power(self, frame):
+    with tf.name_scope(FRONT_END_SCOPE):
+      return {"mel_power": self.log_mel.mel_power(frame)}
+
+  def _log_mel(self, mel_power, peak):
+    with tf.name_scope(FRONT_END_SCOPE):
+      return {"features": self.log_mel.log_of_power(mel_power, peak)}
 
   def _run(self, k: int, x):
     """{exit_k, block{k}_act (not for the last stage)}."""
@@ -187,10 +217,15 @@ class StagedPhoneModule(tf.Module):
   def representative(self, audio: np.ndarray
                      ) -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
     """Calibration inputs of every signature from float audio clips."""
+    fe = self.log_mel.config
     for a in audio:
       a = a[None].astype(np.float32)
       yield "front_end", {"audio": a}
       yield "full", {"audio": a}
+      frames = tf.signal.frame(a, fe.frame_length, fe.frame_step)
+      yield "frame_power", {"frame": np.asarray(frames[:, fe.num_frames // 2])}
+      yield "log_mel", {"mel_power": np.asarray(self.log_mel.mel_power(frames)),
+                        "peak": np.abs(a).max(axis=1, keepdims=True)}
       x = self._features(tf.constant(a))
       for k, st in enumerate(self.stages, start=1):
         yield f"stage_{k}", {st.input.name.split(":")[0]: np.asarray(x)}
@@ -206,15 +241,17 @@ def convert_staged_phone(model: keras.Model,
   :func:`convert_phone`) when ``representative_audio`` is given.
   ``dft="fft"`` (RFFT2D; about 149 KB in all) or ``"matmul"`` (the
   folded int8-weight DFT; about 5x faster front end, about 108 KB more);
-  the Mel weights float16 in both (:func:`half_front_end_weights`)."""
+  the Mel weights float16 in both (:func:`half_front_end_weights`); the
+  internal tensors' names blanked (the signatures name their inputs and
+  outputs)."""
   module = StagedPhoneModule(models.with_time_mean_pools(model), front_end, dft)
   if representative_audio is None:
-    return _convert_audio_module(module)
+    return micro.strip_tensor_names(_convert_audio_module(module))
   data = int8_stage_boundaries(_convert_audio_module(
       module, lambda: module.representative(representative_audio)))
   if dft == "matmul":
     data = quantize_front_end(data, front_end)
-  return half_front_end_weights(data)
+  return micro.strip_tensor_names(half_front_end_weights(data))
 
 
 def int8_stage_boundaries(data: bytes) -> bytes:
@@ -285,8 +322,10 @@ def int8_stage_boundaries(data: bytes) -> bytes:
 def _share_stage_qparams(m, sub) -> None:
   """The ``full`` signature's network ops, from the features' QUANTIZE on,
   are stage 1's ops, then stage 2's, ...: each of their tensors takes the
-  stage's qparams (the converter calibrates every signature separately,
-  so they differ by float rounding, and the features' range by more)."""
+  stage's qparams, and each constant the stage's buffer (the converter
+  calibrates every signature separately, so qparams and the int32 biases
+  derived from them differ by float rounding, and the features' range by
+  more)."""
   def network(sg):
     names = [litert.op_name(m, op.opcodeIndex) for op in sg.operators]
     first = next((i for i, n in enumerate(names) if n == "QUANTIZE"
@@ -305,11 +344,21 @@ def _share_stage_qparams(m, sub) -> None:
               [(litert.op_name(m, op.opcodeIndex), sg, op) for op in sg.operators])
   if [n for n, _, _ in full] != [n for n, _, _ in chain]:
     raise RuntimeError("the full signature's ops are not the stages' in order")
+  dropped = set()
   for (_, fsg, fop), (_, ssg, sop) in zip(full, chain):
     for fi, si in zip(list(fop.inputs) + list(fop.outputs),
                       list(sop.inputs) + list(sop.outputs)):
       if fi >= 0 and si >= 0:
-        fsg.tensors[fi].quantization = ssg.tensors[si].quantization
+        ft, st = fsg.tensors[fi], ssg.tensors[si]
+        ft.quantization = st.quantization
+        if ft.buffer != st.buffer and m.buffers[st.buffer].data is not None:
+          # constants: the stage's too (a bias is quantised with its op's
+          # input scale, which the converter calibrated per signature)
+          dropped.add(ft.buffer)
+          ft.buffer = st.buffer
+  used = {t.buffer for sg in m.subgraphs for t in sg.tensors}
+  for b in dropped - used:
+    m.buffers[b].data = None
 
 
 def _only_op(m, sg, opname: str, where: str,

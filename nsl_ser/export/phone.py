@@ -239,8 +239,8 @@ def convert_staged_phone(model: keras.Model,
   """The staged phone model (:class:`StagedPhoneModule`): float, or int8
   PTQ of the stages (front end float, denylisted as in
   :func:`convert_phone`) when ``representative_audio`` is given.
-  ``dft="fft"`` (RFFT2D; about 149 KB in all) or ``"matmul"`` (the
-  folded int8-weight DFT; about 5x faster front end, about 108 KB more);
+  ``dft="fft"`` (RFFT2D; about 145 KB in all) or ``"matmul"`` (the
+  folded int8-weight DFT; about 5x faster front end, about 115 KB more);
   the Mel weights float16 in both (:func:`half_front_end_weights`); the
   internal tensors' names blanked (the signatures name their inputs and
   outputs)."""

@@ -35,6 +35,7 @@ import json
 import os
 import tempfile
 import time
+from typing import Callable
 
 import numpy as np
 from absl import app, flags, logging
@@ -159,12 +160,15 @@ def c_libraries(sdir: str, fe: FrontEndConfig, k: int, with_head: bool,
   return cfe, chead
 
 
-def stream_but_last_hop(c, audio: np.ndarray) -> np.ndarray:
-  """A new window on the C stream with all but its last hop pushed (as if
-  they had arrived earlier); returns that last hop."""
-  hop = c.fe.frame_step
-  c.stream_reset()
-  c.stream_push(audio[:-hop])
+def stream_but_last_hop(reset: Callable[[], None],
+                        push: Callable[[np.ndarray], int], hop: int,
+                        audio: np.ndarray) -> np.ndarray:
+  """A new window on a stream (the C front end's ``stream_reset`` /
+  ``stream_push``, or a ``litert.PhoneStream``'s ``reset`` / ``push``)
+  with all but its last hop pushed (as if they had arrived earlier);
+  returns that last hop."""
+  reset()
+  push(audio[:-hop])
   return audio[-hop:]
 
 
@@ -180,7 +184,8 @@ def mcu_from_audio(sdir: str, c, audio: np.ndarray, feats: np.ndarray,
   ms = litert.median_ms(lambda: c.features(audio[0]), F.runs, F.warmup)
   tail_ms = []  # streaming: the work left when the window's last hop arrives
   for _ in range(F.runs):
-    last = stream_but_last_hop(c, audio[0])
+    last = stream_but_last_hop(c.stream_reset, c.stream_push,
+                               c.fe.frame_step, audio[0])
     t0 = time.perf_counter()
     c.stream_push(last)
     c.stream_features()
@@ -224,33 +229,29 @@ def phone_stream(phone_path: str, audio: np.ndarray) -> dict:
   (``window_ms``: every frame's ``frame_power`` call, from Python)."""
   from nsl_ser import predict
   p = predict.load_predictor(phone_path)
-  stream, hop = p.stream(), p.front_end.frame_step
+  stream = p.stream()
   chain = litert.StagedRunner(p.model)
-  diff = 0.0
-  for a in audio:
-    stream.reset()
-    for i in range(0, len(a), hop):
-      stream.push(a[i:i + hop])
-    diff = max(diff, float(np.abs(stream.features()
-                                  - chain.features(a[None])).max()))
 
-  def window():
+  def window(a: np.ndarray) -> np.ndarray:
     stream.reset()
-    for i in range(0, len(audio[0]), hop):
-      stream.push(audio[0][i:i + hop])
-    stream.features()
+    for i in range(0, len(a), stream.frame_step):
+      stream.push(a[i:i + stream.frame_step])
+    return stream.features()
 
+  diff = max(float(np.abs(window(a) - chain.features(a[None])).max())
+             for a in audio)
   tail = []
   for _ in range(F.runs):
-    stream.reset()
-    stream.push(audio[0][:-hop])
+    last = stream_but_last_hop(stream.reset, stream.push, stream.frame_step,
+                               audio[0])
     t = time.perf_counter()
-    stream.push(audio[0][-hop:])
+    stream.push(last)
     stream.features()
     tail.append((time.perf_counter() - t) * 1e3)
   return {"max_abs_diff": diff, "tail_ms": float(np.median(tail)),
-          "window_ms": litert.median_ms(window, max(F.runs // 5, 5), 1),
-          "state_bytes": int(stream._power.nbytes + 4 * stream.frame_length)}
+          "window_ms": litert.median_ms(lambda: window(audio[0]),
+                                        max(F.runs // 5, 5), 1),
+          "state_bytes": stream.state_bytes}
 
 
 TAUS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
@@ -271,15 +272,14 @@ def phone_tau_curve(phone_path: str, audio: np.ndarray, y: np.ndarray,
   from nsl_ser import predict
   p = predict.load_predictor(phone_path)
   stream = p.stream()
-  hop = p.front_end.frame_step
 
   def one(i: int, tau: float, streamed: bool = False):
     p.head_probs = None if head_probs is None else head_probs[i]
     if not streamed:
       return predict.classify_window(p, audio[i], tau, "max_prob")
-    stream.reset()
-    stream.push(audio[i][:-hop])
-    return predict.classify_streamed(p, stream, audio[i][-hop:], tau, "max_prob")
+    last = stream_but_last_hop(stream.reset, stream.push, stream.frame_step,
+                               audio[i])
+    return predict.classify_streamed(p, stream, last, tau, "max_prob")
 
   for i in range(min(F.warmup, len(audio))):
     for tau in TAUS:
@@ -323,7 +323,8 @@ def mcu_adaptive(cfe, chead, tflm, out_q, audio: np.ndarray,
   untimed)."""
 
   def one(a: np.ndarray, tau: float, stream: bool = False):
-    last = stream_but_last_hop(cfe, a) if stream else None
+    last = (stream_but_last_hop(cfe.stream_reset, cfe.stream_push,
+                                cfe.fe.frame_step, a) if stream else None)
     t0 = time.perf_counter()
     if stream:
       cfe.stream_push(last)

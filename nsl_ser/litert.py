@@ -433,8 +433,8 @@ class PhoneStream:
     self._frame = model._runners["frame_power"]
     self._log = model._runners["log_mel"]
     self.frame_length = model.inputs("frame_power")[0].shape[-1]
-    _, self.num_frames, bands = model.inputs("log_mel")[
-        [t.name for t in model.inputs("log_mel")].index("mel_power")].shape
+    _, self.num_frames, bands = {t.name: t for t in model.inputs("log_mel")}[
+        "mel_power"].shape
     self.clip_samples = model.inputs("front_end")[0].shape[-1]
     self.frame_step = int(frame_step)
     if (self.frame_step <= 0 or self.num_frames != 1 + (
@@ -444,6 +444,12 @@ class PhoneStream:
                        f"{self.frame_length} samples in {self.clip_samples}")
     self._power = np.zeros((1, self.num_frames, bands), np.float32)
     self.reset()
+
+  @property
+  def state_bytes(self) -> int:
+    """What the stream holds between pushes: the window's Mel power and
+    at most one frame of samples."""
+    return self._power.nbytes + 4 * self.frame_length
 
   def reset(self) -> None:
     """Starts a new window."""

@@ -146,8 +146,9 @@ class StagedPhoneModule(tf.Module):
   per window (streaming instead: ``frame_power``, a frame's raw audio ->
   its Mel power, as each frame arrives, and ``log_mel``, the window's Mel
   power and peak -> the same features, when it is complete;
-  :class:`nsl_ser.litert.PhoneStream`), ``stage_k`` maps features (k = 1) or ``block{k-1}_act`` to
-  ``exit_k`` and ``block{k}_act`` (the last stage: ``exit_K`` only), and
+  :class:`nsl_ser.litert.PhoneStream`), ``stage_k`` maps features (k = 1)
+  or ``block{k-1}_act`` to ``exit_k`` and ``block{k}_act`` (the last
+  stage: ``exit_K`` only), and
   ``full`` (audio -> every exit) is the one-call model. The stages are
   :func:`nsl_ser.micro.stage_model` of the network, so weights are shared
   and stopping at exit k costs the front end + blocks 1..k + heads 1..k."""

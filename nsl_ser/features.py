@@ -160,14 +160,16 @@ class LogMel(keras.layers.Layer):
   ``dft="fft"`` uses ``tf.signal.stft`` (training, host features);
   ``dft="matmul"`` computes the same spectrum as two matrix products with
   :func:`dft_basis` (the frames folded on the window's symmetry; only the
-  bins the Mel bank uses), of the raw frames, and applies the peak
-  normalisation to the Mel power (:meth:`log_of_power`), as the streaming
-  front end must (:meth:`mel_power` frame by frame as the audio arrives):
-  the same features up to float rounding, and with the int8 DFT the
-  streamed features equal the whole window's. In TFLite those are
-  FULLY_CONNECTED ops, which XNNPACK runs several times faster than RFFT2D
-  and which the int8 phone export can weight-quantise (see
-  ``export.quantize_front_end``).
+  bins the Mel bank uses). In TFLite those are FULLY_CONNECTED ops, which
+  XNNPACK runs several times faster than RFFT2D and which the int8 phone
+  export can weight-quantise (see ``export.quantize_front_end``).
+
+  :meth:`framewise` (the phone models' front end, with either DFT; what
+  ``call`` runs for ``matmul``) takes the power of the raw frames and
+  applies the peak normalisation to the Mel power (:meth:`log_of_power`),
+  as the streaming front end must (:meth:`mel_power` frame by frame as the
+  audio arrives): the same features up to float rounding, and the
+  streamed features equal the whole window's bit for bit.
   """
 
   def __init__(self, config: FrontEndConfig = FrontEndConfig(),
@@ -220,12 +222,21 @@ class LogMel(keras.layers.Layer):
       mel_power = mel_power / tf.square(gain)[:, :, None]
     return tf.math.log(mel_power + c.log_floor)
 
+  def framewise(self, waveform: tf.Tensor) -> tf.Tensor:
+    """:meth:`call`'s features computed as the streaming front end does:
+    each raw frame's :meth:`mel_power`, then the window's peak gain and
+    the log (:meth:`log_of_power`). What every phone model's front end
+    runs, so that its streamed features are its buffered ones bit for
+    bit; equal to :meth:`call` up to float rounding."""
+    c = self.config
+    peak = tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
+    frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
+    return self.log_of_power(self.mel_power(frames), peak)
+
   def call(self, waveform: tf.Tensor) -> tf.Tensor:
     c = self.config
-    if self.dft == "matmul":  # the phone's: as the streaming front end does
-      peak = tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
-      frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
-      return self.log_of_power(self.mel_power(frames), peak)
+    if self.dft == "matmul":  # the phone's
+      return self.framewise(waveform)
     if c.peak_normalize:
       waveform = peak_normalize(waveform)
     power = self._power(waveform)

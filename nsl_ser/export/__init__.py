@@ -48,10 +48,11 @@ class ExportConfig:
   front_end: FrontEndConfig = dataclasses.field(default_factory=FrontEndConfig)
   quantization: str = "ptq"   # QUANTIZATION_MODES: auto | ptq | qat
   qat: qat.QATConfig = dataclasses.field(default_factory=qat.QATConfig)
-  # The int8 phone model's DFT: "matmul" (folded int8 DFT weights, the
-  # faster front end) or "fft" (RFFT2D: the model is about 108 KB smaller,
-  # under 150 KB; experiments/results/export.md).
-  int8_dft: str = "matmul"
+  # The int8 phone model's DFT: "fft" (RFFT2D: under 150 KB in all, and
+  # as fast as "matmul" when streamed, whose work at a window's end has no
+  # DFT) or "matmul" (folded int8 DFT weights, about 115 KB more: a
+  # buffered window's front end about 5x faster; experiments/results/export.md).
+  int8_dft: str = "fft"
   micro: bool = True
   edgetpu: bool = True
 

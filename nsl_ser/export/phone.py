@@ -12,10 +12,10 @@
 
 The int8 variants are post-training quantised with the front end kept float
 (denylisted), so ``QUANTIZE`` sits right before the network; the front end's
-large weights are then stored small: the two halves of the folded DFT as
-int8 (:func:`quantize_front_end`, ``dft="matmul"``) and the Mel matrix as
-float16 (:func:`half_front_end_weights`, both DFTs). Between the stages
-the activations stay int8 (:func:`int8_stage_boundaries`).
+large weights are then stored small: the Mel matrix as float16
+(:func:`half_front_end_weights`, both DFTs) and, with ``dft="matmul"``,
+the two halves of the folded DFT as int8 (:func:`quantize_front_end`).
+Between the stages the activations stay int8 (:func:`int8_stage_boundaries`).
 :func:`write_phone` is the exporter's phone step.
 """
 from __future__ import annotations
@@ -85,17 +85,16 @@ def frontend_node_names(data: bytes, scope: str = FRONT_END_SCOPE) -> List[str]:
 def convert_phone(model: keras.Model,
                   front_end: FrontEndConfig = FrontEndConfig(),
                   representative_audio: Optional[np.ndarray] = None,
-                  dft: Optional[str] = None) -> bytes:
+                  dft: str = "fft") -> bytes:
   """Audio-input multi-signature model: float, or int8 PTQ when
   ``representative_audio`` [N, samples] is given.
 
-  ``dft`` (see :class:`LogMel`): default "fft" for the float model (exact,
-  small) and "matmul" for int8, whose DFT weights are then int8 (hybrid
+  ``dft`` (see :class:`LogMel`): "fft" (RFFT2D, exact, small) or, for
+  int8, "matmul", whose DFT weights are then int8 (hybrid
   FULLY_CONNECTED, about 5x faster than RFFT2D, +97 KB); the rest of the
   front end stays float (the Mel weights float16) and ``QUANTIZE`` sits
   right before the network.
   """
-  dft = dft or ("fft" if representative_audio is None else "matmul")
   # MEAN instead of whole-time AVERAGE_POOL_2D: same numbers, and XNNPACK
   # runs it (MCU stages keep AVERAGE_POOL_2D, bit-exact with TFLite Micro).
   module = PhoneModule(models.with_time_mean_pools(model), front_end, dft)
@@ -107,9 +106,11 @@ def convert_phone(model: keras.Model,
 
   data = _convert_audio_module(module, None if representative_audio is None
                                else rep)
-  if representative_audio is None or dft != "matmul":
+  if representative_audio is None:
     return data
-  return half_front_end_weights(quantize_front_end(data, front_end))
+  if dft == "matmul":
+    data = quantize_front_end(data, front_end)
+  return half_front_end_weights(data)
 
 
 def _convert_audio_module(module: tf.Module, representative=None) -> bytes:
@@ -180,7 +181,7 @@ class StagedPhoneModule(tf.Module):
 
   def _features(self, audio):
     with tf.name_scope(FRONT_END_SCOPE):
-      return self.log_mel(audio)
+      return self.log_mel.framewise(audio)
 
   def _front_end(self, audio):
     return {"features": self._features(audio)}
@@ -224,10 +225,11 @@ class StagedPhoneModule(tf.Module):
       yield "front_end", {"audio": a}
       yield "full", {"audio": a}
       frames = tf.signal.frame(a, fe.frame_length, fe.frame_step)
+      power = self.log_mel.mel_power(frames)
+      peak = np.abs(a).max(axis=1, keepdims=True)
       yield "frame_power", {"frame": np.asarray(frames[:, fe.num_frames // 2])}
-      yield "log_mel", {"mel_power": np.asarray(self.log_mel.mel_power(frames)),
-                        "peak": np.abs(a).max(axis=1, keepdims=True)}
-      x = self._features(tf.constant(a))
+      yield "log_mel", {"mel_power": np.asarray(power), "peak": peak}
+      x = self.log_mel.log_of_power(power, peak)  # what framewise computes
       for k, st in enumerate(self.stages, start=1):
         yield f"stage_{k}", {st.input.name.split(":")[0]: np.asarray(x)}
         x = self._run(k, x).get(f"block{k}_act")
@@ -240,8 +242,11 @@ def convert_staged_phone(model: keras.Model,
   """The staged phone model (:class:`StagedPhoneModule`): float, or int8
   PTQ of the stages (front end float, denylisted as in
   :func:`convert_phone`) when ``representative_audio`` is given.
-  ``dft="fft"`` (RFFT2D; about 145 KB in all) or ``"matmul"`` (the
-  folded int8-weight DFT; about 5x faster front end, about 115 KB more);
+  ``dft="fft"`` (RFFT2D; about 146 KB in all) or ``"matmul"`` (the
+  folded int8-weight DFT; a buffered window's front end about 5x faster,
+  about 115 KB more); either way the front end computes each frame's Mel
+  power, then the window's peak gain and log (``LogMel.framewise``), so
+  the streaming signatures give ``front_end``'s features bit for bit;
   the Mel weights float16 in both (:func:`half_front_end_weights`); the
   internal tensors' names blanked (the signatures name their inputs and
   outputs)."""

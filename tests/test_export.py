@@ -275,6 +275,22 @@ def test_int8_dft_phone_model(student, emodb):
         stream.features(), pm.run("front_end", audio=a[None])["features"])
 
 
+def test_one_signature_int8_phone_model(student, emodb):
+  """convert_phone (models without a staged export, e.g. the source CNN)
+  in int8: RFFT front end by default with float16 Mel weights, one
+  signature per exit, the exits those of Keras within int8 noise."""
+  data = export.convert_phone(student[0],
+                              representative_audio=emodb["test_audio"][::8])
+  ops = litert.op_names(data)[_subgraph(data, "exit_4")]
+  assert "RFFT2D" in ops and "QUANTIZE" in ops
+  assert ops[ops.index("FULLY_CONNECTED") - 1] == "DEQUANTIZE"
+  pm = litert.Model(data)
+  assert sorted(pm.signatures) == EXITS
+  ref = export.exits_model(student[0]).predict(emodb["test_feats"][:8], verbose=0)
+  got = pm.run("exit_4", audio=emodb["test_audio"][:1])["exit_4"]
+  assert np.abs(got[0] - ref[-1][0]).mean() < 0.06
+
+
 def test_calibration_needs_a_staged_phone_model(student, tmp_path):
   """An older one-signature-per-exit phone model still predicts, but
   cannot be calibrated to a speaker: a clear error naming the file."""

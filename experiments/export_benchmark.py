@@ -566,6 +566,9 @@ def main(argv):
            "full_int8_features": files["edgetpu/model_int8.tflite"]["bytes"],
            "mcu_stages": stage_bytes, "mcu_total": sum(stage_bytes)}
 
+  # the export's int8 phone model and the one with the other DFT
+  phone_key = {phone_dft: "phone_int8", alt: f"phone_int8_{alt}"}
+  phone_bytes = {phone_dft: sizes["phone_int8"], alt: phone_alt_bytes}
   summary = {
       "quantization": side["quantization"]["method"],
       "int8_bytes": sizes["mcu_total"],
@@ -596,14 +599,11 @@ def main(argv):
       "phone_bytes": sizes["phone_int8"],
       "phone_dft": phone_dft,
       # both DFTs' phone models, whichever is the export's
-      **{f"phone_{d}_bytes": (sizes["phone_int8"] if d == phone_dft
-                              else phone_alt_bytes) for d in DFT_MODES},
-      **{f"latency_exit_1_audio_{d}_ms": latency[
-          f"phone_int8/{names[0]}" if d == phone_dft
-          else f"phone_int8_{alt}/{names[0]}"] for d in DFT_MODES},
-      **{f"latency_full_audio_{d}_ms": latency[
-          "phone_int8/full_signature" if d == phone_dft
-          else f"phone_int8_{alt}/full_signature"] for d in DFT_MODES},
+      **{f"phone_{d}_bytes": phone_bytes[d] for d in DFT_MODES},
+      **{f"latency_exit_1_audio_{d}_ms": latency[f"{phone_key[d]}/{names[0]}"]
+         for d in DFT_MODES},
+      **{f"latency_full_audio_{d}_ms": latency[f"{phone_key[d]}/full_signature"]
+         for d in DFT_MODES},
       "front_end_macs": front_end_macs(fe, phone_dft),
       **{f"front_end_{d}_macs": front_end_macs(fe, d) for d in DFT_MODES},
       "latency_fft_only_scipy_ms": latency["fft_only_scipy"],

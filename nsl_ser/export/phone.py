@@ -89,8 +89,8 @@ def convert_phone(model: keras.Model,
   """Audio-input multi-signature model: float, or int8 PTQ when
   ``representative_audio`` [N, samples] is given.
 
-  ``dft`` (see :class:`LogMel`): "fft" (RFFT2D, exact, small) or, for
-  int8, "matmul", whose DFT weights are then int8 (hybrid
+  ``dft`` (see :class:`LogMel`): "fft" (RFFT2D, a float spectrum, small)
+  or, for int8, "matmul", whose DFT weights are then int8 (hybrid
   FULLY_CONNECTED, about 5x faster than RFFT2D, +97 KB); the rest of the
   front end stays float (the Mel weights float16) and ``QUANTIZE`` sits
   right before the network.

@@ -27,8 +27,9 @@ flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES),
                   "tf.distribute strategy for training.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_enum("quantization", "ptq", list(export.QUANTIZATION_MODES),
-                  "int8 export: post-training (default: QAT never beat it, "
-                  "experiments/results/qat.md), quantisation-aware training, "
+                  "int8 export: post-training (default: QAT did not beat it "
+                  "at the deepest exit, experiments/results/qat.md), "
+                  "quantisation-aware training, "
                   "or auto (qat where it beats ptq on validation speakers).")
 
 

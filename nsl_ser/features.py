@@ -143,11 +143,15 @@ DFT_MODES = ("fft", "matmul")
 PEAK_FLOOR = 1.0 / 32768.0  # 1 LSB of 16-bit audio: silence is not amplified
 
 
+def peak_abs(waveform: tf.Tensor) -> tf.Tensor:
+  """Each row's peak |x| [batch, 1] of a [batch, samples] waveform."""
+  return tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
+
+
 def peak_normalize(waveform: tf.Tensor) -> tf.Tensor:
   """[batch, samples] scaled so that each row's peak |x| is 1 (rows whose
   peak is below :data:`PEAK_FLOOR` are scaled by 1 / PEAK_FLOOR)."""
-  peak = tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
-  return waveform / tf.maximum(peak, PEAK_FLOOR)
+  return waveform / tf.maximum(peak_abs(waveform), PEAK_FLOOR)
 
 
 class LogMel(keras.layers.Layer):
@@ -184,14 +188,6 @@ class LogMel(keras.layers.Layer):
       self._cos, self._sin = (tf.constant(b) for b in dft_basis(config))
       self._mel = self._mel[lo:hi]
 
-  def _power(self, waveform: tf.Tensor) -> tf.Tensor:
-    """|X|^2 of every frame of the waveform (``dft="fft"``)."""
-    c = self.config
-    stft = tf.signal.stft(waveform, frame_length=c.frame_length,
-                          frame_step=c.frame_step, fft_length=c.fft_length,
-                          window_fn=tf.signal.hann_window, pad_end=False)
-    return tf.square(tf.abs(stft))
-
   def _frame_power(self, frames: tf.Tensor) -> tf.Tensor:
     """|X|^2 of frames [..., frame_length] (Hann window inside)."""
     c = self.config
@@ -222,16 +218,21 @@ class LogMel(keras.layers.Layer):
       mel_power = mel_power / tf.square(gain)[:, :, None]
     return tf.math.log(mel_power + c.log_floor)
 
+  def window_power(self, waveform: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(:meth:`mel_power` of every raw frame, the window's :func:`peak_abs`)
+    of a [batch, samples] window: :meth:`log_of_power`'s inputs, what the
+    streaming front end gathers as the audio arrives."""
+    c = self.config
+    frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
+    return self.mel_power(frames), peak_abs(waveform)
+
   def framewise(self, waveform: tf.Tensor) -> tf.Tensor:
     """:meth:`call`'s features computed as the streaming front end does:
     each raw frame's :meth:`mel_power`, then the window's peak gain and
     the log (:meth:`log_of_power`). What every phone model's front end
     runs, so that its streamed features are its buffered ones bit for
     bit; equal to :meth:`call` up to float rounding."""
-    c = self.config
-    peak = tf.reduce_max(tf.abs(waveform), axis=-1, keepdims=True)
-    frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
-    return self.log_of_power(self.mel_power(frames), peak)
+    return self.log_of_power(*self.window_power(waveform))
 
   def call(self, waveform: tf.Tensor) -> tf.Tensor:
     c = self.config
@@ -239,9 +240,9 @@ class LogMel(keras.layers.Layer):
       return self.framewise(waveform)
     if c.peak_normalize:
       waveform = peak_normalize(waveform)
-    power = self._power(waveform)
-    mel = tf.tensordot(power, self._mel, axes=1)
-    mel.set_shape(power.shape[:-1].concatenate([c.num_mel_bins]))
+    frames = tf.signal.frame(waveform, c.frame_length, c.frame_step)
+    mel = self.mel_power(frames)
+    mel.set_shape(frames.shape[:-1].concatenate([c.num_mel_bins]))
     return tf.math.log(mel + c.log_floor)
 
   def compute_output_shape(self, input_shape):

@@ -108,9 +108,7 @@ def convert_phone(model: keras.Model,
                                else rep)
   if representative_audio is None:
     return data
-  if dft == "matmul":
-    data = quantize_front_end(data, front_end)
-  return half_front_end_weights(data)
+  return _small_front_end(data, front_end, dft)
 
 
 def _convert_audio_module(module: tf.Module, representative=None) -> bytes:
@@ -220,15 +218,14 @@ class StagedPhoneModule(tf.Module):
                      ) -> Iterator[Tuple[str, Dict[str, np.ndarray]]]:
     """Calibration inputs of every signature from float audio clips."""
     fe = self.log_mel.config
+    mid = fe.frame_step * (fe.num_frames // 2)  # the middle frame's start
     for a in audio:
       a = a[None].astype(np.float32)
       yield "front_end", {"audio": a}
       yield "full", {"audio": a}
-      frames = tf.signal.frame(a, fe.frame_length, fe.frame_step)
-      power = self.log_mel.mel_power(frames)
-      peak = np.abs(a).max(axis=1, keepdims=True)
-      yield "frame_power", {"frame": np.asarray(frames[:, fe.num_frames // 2])}
-      yield "log_mel", {"mel_power": np.asarray(power), "peak": peak}
+      power, peak = self.log_mel.window_power(a)
+      yield "frame_power", {"frame": a[:, mid:mid + fe.frame_length]}
+      yield "log_mel", {"mel_power": np.asarray(power), "peak": np.asarray(peak)}
       x = self.log_mel.log_of_power(power, peak)  # what framewise computes
       for k, st in enumerate(self.stages, start=1):
         yield f"stage_{k}", {st.input.name.split(":")[0]: np.asarray(x)}
@@ -255,9 +252,15 @@ def convert_staged_phone(model: keras.Model,
     return micro.strip_tensor_names(_convert_audio_module(module))
   data = int8_stage_boundaries(_convert_audio_module(
       module, lambda: module.representative(representative_audio)))
+  return micro.strip_tensor_names(_small_front_end(data, front_end, dft))
+
+
+def _small_front_end(data: bytes, front_end: FrontEndConfig, dft: str) -> bytes:
+  """An int8 phone model's float front-end weights stored small: the Mel
+  matrix float16 and, for ``dft="matmul"``, the folded DFT int8."""
   if dft == "matmul":
     data = quantize_front_end(data, front_end)
-  return micro.strip_tensor_names(half_front_end_weights(data))
+  return half_front_end_weights(data)
 
 
 def int8_stage_boundaries(data: bytes) -> bytes:

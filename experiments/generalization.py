@@ -1,21 +1,24 @@
-"""Generalisation: voices and corpora the model has never heard.
+"""Generalisation: voices, languages and studios the model has never heard.
 
   python experiments/generalization.py                      # everything
   python experiments/generalization.py --regimes=global --part=work/gen/global.json
   python experiments/generalization.py --regimes=speaker --part=work/gen/speaker.json
   python experiments/generalization.py --merge=work/gen/global.json,work/gen/speaker.json
 
-RAVDESS and EmoDB pooled on the six classes they share (neutral, happy, sad,
-angry, fearful, disgust). Three settings, each trained with the default
-recipe (:mod:`nsl_ser.recipe`) in both regimes, 3 seeds:
+RAVDESS (English), EmoDB (German) and nEMO (Polish, Ogg Opus) pooled on
+the five classes all three share (neutral, happy, sad, angry, fearful).
+Four settings, each trained with the default recipe
+(:mod:`nsl_ser.recipe`) in both regimes, 3 seeds:
 
-* ``ravdess_to_emodb``: train RAVDESS actors 01-14 and 19-24 (validation
-  15-18), test every EmoDB speaker;
-* ``emodb_to_ravdess``: train EmoDB's speakers but fold 1 (validation
-  fold 1: 09, 10), test every RAVDESS actor;
-* ``union_heldout``: train RAVDESS 01-14 + EmoDB fold 0's training
-  speakers, validation RAVDESS 15-18 + EmoDB 09, 10, test RAVDESS 19-24 +
-  EmoDB 03, 08 (the default model's recipe, with speakers held out).
+* ``loco_ravdess``, ``loco_emodb``, ``loco_nemo``: leave one corpus out,
+  the protocol that predicts what a user sees. Train on the other two
+  corpora's speakers but their validation speakers (RAVDESS 15-18, EmoDB
+  fold 1: 09, 10, nEMO IC0, SM0), which choose the epoch and the head;
+  test on every speaker of the held-out corpus;
+* ``pooled_heldout``: train on the training speakers of all three, validate
+  on their validation speakers, test on their test speakers (RAVDESS
+  19-24, EmoDB fold 0: 03, 08, nEMO KD0, TP0): the default model's recipe
+  with speakers held out.
 
 Every model is scored two ways on the test speakers: *independent* (raw
 features; the model's own training statistics) and *calibrated* (each test
@@ -25,11 +28,15 @@ decides which way is its headline; both are in the tables. Confidence:
 expected calibration error on the test speakers before and after
 temperature scaling fitted on the validation speakers, per exit (the
 default model ships the temperatures only if they lower it); the
-``union_heldout`` row stands in for the default model (same recipe and data,
-speakers held out). With ``--functionals`` every exit is also scored fused
-with the functionals head of the utterance (rows ``SETTING+functionals``);
-the summary's headline keys are the recipe as shipped (fused where
-measured; ``*_cnn``: the CNN alone). Writes
+``pooled_heldout`` row stands in for the default model. With
+``--functionals`` every exit is also scored fused with the functionals
+head of the utterance (rows ``SETTING+functionals``); the summary's
+headline keys are the recipe as shipped (fused where measured; ``*_cnn``:
+the CNN alone). Every run's CNN probabilities are kept under
+``--work_dir/probs`` so that other heads can be fused later without
+training again (``--refuse``). The openSMILE + SVM baselines of the same
+split come from ``experiments/results/baselines.json``
+(``experiments/opensmile_baseline.py``). Writes
 experiments/results/generalization.{json,md}.
 """
 from __future__ import annotations
@@ -51,7 +58,7 @@ from nsl_ser.results import markdown_table, write_results
 
 F = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/data", "Data root.")
-flags.DEFINE_string("work_dir", "work/generalization", "Scratch folder.")
+flags.DEFINE_string("work_dir", "work/loco", "Scratch folder.")
 flags.DEFINE_integer("seeds", 3, "Seeds per setting.")
 flags.DEFINE_integer("epochs", 40, "Epochs per student.")
 flags.DEFINE_list("regimes", list(normalization.REGIMES), "Regimes to train.")
@@ -64,40 +71,43 @@ flags.DEFINE_bool("functionals", True,
                   "(nsl_ser.functionals): settings NAME+functionals.")
 flags.DEFINE_string("default_regime", "speaker",
                     "Regime of the shipped default model (its ECE row).")
-flags.DEFINE_string("default_model", "tflite_models/default/model.json",
-                    "Sidecar of the shipped default model (its size).")
+flags.DEFINE_bool("refuse", False, "With --merge: make the fused rows again "
+                  "from the saved CNN probabilities with the current "
+                  "functionals head (no training).")
 flags.DEFINE_string("note", "", "How the merged parts were produced.")
 flags.DEFINE_bool("random_crop", False, "Train with random 3 s crops (a "
                   "recipe variant; rows are tagged '+crop').")
 
-CORPORA = ("ravdess", "emodb")
+CORPORA = ("ravdess", "emodb", "nemo")
 MODES = ("independent", "calibrated")
-# ../shared/notes/baselines.md: openSMILE functionals + linear SVM.
-BASELINES = {("ravdess_to_emodb", "independent"): "eGeMAPS 27.9, ComParE 19.6",
-             ("ravdess_to_emodb", "calibrated"): "eGeMAPS 53.4, ComParE 49.2"}
-
-
+LOCO = tuple(f"loco_{c}" for c in CORPORA)
+POOLED = "pooled_heldout"
+BASELINES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                              "results", "baselines.json")
 FUSED = "+functionals"
+
+
+def _fold_split(corpus: str) -> splits.Split:
+  """The corpus' fixed split (EmoDB: fold 0, whose validation is fold 1)."""
+  return splits.get_split(corpus, 0)
 
 
 def settings() -> Dict[str, splits.Split]:
   """{setting: Split over ``corpus:speaker`` keys}."""
-  r = splits.get_split("ravdess", 0)
-  e0, e1 = splits.get_split("emodb", 0), splits.get_split("emodb", 1)
-  every_e = e0.train | e0.val | e0.test
   k = pooled.keys
-  return {
-      "ravdess_to_emodb": splits.Split(frozenset(k("ravdess", r.train | r.test)),
-                                       frozenset(k("ravdess", r.val)),
-                                       frozenset(k("emodb", every_e))),
-      "emodb_to_ravdess": splits.Split(
-          frozenset(k("emodb", every_e - e1.test)), frozenset(k("emodb", e1.test)),
-          frozenset(k("ravdess", r.train | r.val | r.test))),
-      "union_heldout": splits.Split(
-          frozenset(k("ravdess", r.train) + k("emodb", e0.train)),
-          frozenset(k("ravdess", r.val) + k("emodb", e0.val)),
-          frozenset(k("ravdess", r.test) + k("emodb", e0.test))),
-  }
+  parts = {c: _fold_split(c) for c in CORPORA}
+  out = {}
+  for held in CORPORA:
+    rest = [c for c in CORPORA if c != held]
+    every = parts[held].train | parts[held].val | parts[held].test
+    out[f"loco_{held}"] = splits.Split(
+        frozenset(x for c in rest for x in k(c, parts[c].train | parts[c].test)),
+        frozenset(x for c in rest for x in k(c, parts[c].val)),
+        frozenset(k(held, every)))
+  out[POOLED] = splits.Split(
+      *(frozenset(x for c in CORPORA for x in k(c, getattr(parts[c], p)))
+        for p in ("train", "val", "test")))
+  return out
 
 
 def load() -> pooled.Pool:
@@ -109,20 +119,20 @@ def load() -> pooled.Pool:
   return pooled.load_pool(recs, labels, recipe.Recipe().augment.speeds)
 
 
-def scores(model, x: Dict[str, np.ndarray], y: Dict[str, np.ndarray],
-           corpus: np.ndarray, labels, head: Optional[Dict[str, np.ndarray]] = None
-           ) -> dict:
-  """Per exit: test UAR/WA (+ per corpus), ECE before/after a temperature
-  fitted on the validation speakers, reliability bins after. ``head``
-  ({val, test}: the functionals head's probabilities): every exit fused
-  with it first (:func:`nsl_ser.functionals.fuse`)."""
-  val = model.predict(x["val"], verbose=0)
-  test = model.predict(x["test"], verbose=0)
+def scores(probs: Dict[str, List[np.ndarray]], y: Dict[str, np.ndarray],
+           corpus: np.ndarray, labels, names: List[str],
+           head: Optional[Dict[str, np.ndarray]] = None) -> dict:
+  """Per exit (``probs``: {val, test: one [N, classes] array an exit}):
+  test UAR/WA (+ per corpus), ECE before/after a temperature fitted on the
+  validation speakers, reliability bins after. ``head`` ({val, test}: the
+  functionals head's probabilities): every exit fused with it first
+  (:func:`nsl_ser.functionals.fuse`)."""
+  val, test = probs["val"], probs["test"]
   if head is not None:
     val, test = functionals.fuse(list(val), head["val"]), functionals.fuse(
         list(test), head["test"])
   out = {}
-  for name, pv, pt in zip(models.exit_names(model), val, test):
+  for name, pv, pt in zip(names, val, test):
     t = confidence.fit_temperature(pv, y["val"])
     scaled = confidence.apply_temperature(pt, t)
     rep = evaluation.report(y["test"], pt, labels)
@@ -154,52 +164,101 @@ def head_probs(pool: pooled.Pool, fx: List[np.ndarray], split, regime: str,
               for p in ("val", "test")} for m in MODES}
 
 
+def probs_path(setting: str, regime: str, seed: int) -> str:
+  """Where a run's CNN probabilities go (its model: ``.keras`` beside)."""
+  return os.path.join(F.work_dir, "probs", f"{setting}-{regime}-{seed}.npz")
+
+
+def save_probs(path: str, probs: Dict[str, Dict[str, List[np.ndarray]]],
+               names: List[str]) -> None:
+  """Every exit's val/test probabilities of one run, in both modes."""
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  arrays = {f"{m}/{p}/{n}": probs[m][p][i] for m in MODES
+            for p in ("val", "test") for i, n in enumerate(names)}
+  tmp = path + f".{os.getpid()}.tmp.npz"
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+def load_probs(path: str, names: List[str]) -> Dict[str, Dict[str, List[np.ndarray]]]:
+  with np.load(path) as z:
+    return {m: {p: [z[f"{m}/{p}/{n}"] for n in names] for p in ("val", "test")}
+            for m in MODES}
+
+
+class Setting:
+  """One setting's data in one regime: the corpus, its two test forms and
+  labels, the functionals head's probabilities."""
+
+  def __init__(self, pool: pooled.Pool, fx, name: str, regime: str,
+               fe: FrontEndConfig):
+    self.split = settings()[name]
+    rc = recipe.Recipe(regime=regime)
+    self.recipe = dataclasses.replace(rc, train=dataclasses.replace(
+        rc.train, epochs=F.epochs, verbose=2), augment=dataclasses.replace(
+            rc.augment, random_crop=F.random_crop))
+    c = source.make_corpus(pool.labels, pool.utts, pool.arrays, self.split,
+                           self.recipe)
+    self.corpus = c
+    self.test_corpus = np.array([s.split(":")[0]
+                                 for s in c.parts["test"].speakers])
+    self.forms = {m: {p: (c.parts[p].features if m == "independent" else
+                          normalization.calibrate_by_speaker(
+                              c.parts[p].features, c.parts[p].speakers,
+                              c.stats, c.reference)) for p in ("val", "test")}
+                  for m in MODES}
+    self.y = {p: c.parts[p].labels for p in ("val", "test")}
+    self.head = (head_probs(pool, fx, self.split, regime, c.parts,
+                            fe.hop_ms / 1000.0) if F.functionals else None)
+
+
+def fused_row(row: dict, st: Setting, probs, names, labels) -> dict:
+  """The run ``row``'s exits fused with the setting's functionals head."""
+  return {**row, "setting": row["setting"] + FUSED,
+          "modes": {m: scores(probs[m], st.y, st.test_corpus, labels, names,
+                              st.head[m]) for m in MODES},
+          "head_only": {m: evaluation.report(
+              st.y["test"], st.head[m]["test"], labels)["uar"] for m in MODES}}
+
+
 def run(regimes, names) -> List[dict]:
   fe = FrontEndConfig()
   pool = load()
   logging.info("pool: %s", pooled.counts(pool))
-  hop_s = fe.hop_ms / 1000.0
-  fx = functionals.of_speeds(pool.utts, hop_s)
+  fx = functionals.of_speeds(pool.utts, fe.hop_ms / 1000.0)
   rows = []
   for name in names:
-    split = settings()[name]
     for regime in regimes:
-      rc = recipe.Recipe(regime=regime)
-      rc = dataclasses.replace(rc, train=dataclasses.replace(
-          rc.train, epochs=F.epochs, verbose=2), augment=dataclasses.replace(
-              rc.augment, random_crop=F.random_crop))
-      c = source.make_corpus(pool.labels, pool.utts, pool.arrays, split, rc)
-      test_corpus = np.array([s.split(":")[0] for s in c.parts["test"].speakers])
-      forms = {m: {p: (c.parts[p].features if m == "independent" else
-                       normalization.calibrate_by_speaker(
-                           c.parts[p].features, c.parts[p].speakers, c.stats,
-                           c.reference)) for p in ("val", "test")}
-               for m in MODES}
-      y = {p: c.parts[p].labels for p in ("val", "test")}
-      hp = (head_probs(pool, fx, split, regime, c.parts, hop_s)
-            if F.functionals else None)
+      st = Setting(pool, fx, name, regime, fe)
+      c = st.corpus
       for seed in range(F.seeds):
-        r = dataclasses.replace(rc, train=dataclasses.replace(rc.train, seed=seed))
+        r = dataclasses.replace(st.recipe, train=dataclasses.replace(
+            st.recipe.train, seed=seed))
         t0 = time.time()
         model, hist = recipe.train_student(
-            c.train, c.inputs["val"], y["val"], len(pool.labels), r, fe)
+            c.train, c.inputs["val"], st.y["val"], len(pool.labels), r, fe)
+        wall = time.time() - t0
+        exits = models.exit_names(model)
+        probs = {m: {p: list(model.predict(st.forms[m][p], verbose=0))
+                     for p in ("val", "test")} for m in MODES}
+        save_probs(probs_path(name, regime, seed), probs, exits)
+        model_path = probs_path(name, regime, seed)[:-len(".npz")] + ".keras"
+        model.save(model_path + ".tmp.keras")
+        os.replace(model_path + ".tmp.keras", model_path)
         row = {"setting": name + ("+crop" if F.random_crop else ""),
                "regime": regime, "seed": seed,
-               "train_utterances": len(c.train), "test_utterances": len(y["test"]),
-               "epochs_run": len(hist["loss"]), "wall_s": time.time() - t0,
-               "modes": {m: scores(model, forms[m], y, test_corpus, pool.labels)
-                         for m in MODES}}
+               "train_utterances": len(c.train),
+               "test_utterances": len(st.y["test"]),
+               "epochs_run": len(hist["loss"]), "wall_s": wall,
+               "exits": exits,
+               "modes": {m: scores(probs[m], st.y, st.test_corpus, pool.labels,
+                                   exits) for m in MODES}}
         logging.info("%s %s seed %d: %s (%.0f s)", name, regime, seed,
                      {m: round(list(v.values())[-1]["uar"], 1)
                       for m, v in row["modes"].items()}, row["wall_s"])
         rows.append(row)
-        if hp is not None:
-          rows.append({**row, "setting": row["setting"] + FUSED,
-                       "modes": {m: scores(model, forms[m], y, test_corpus,
-                                           pool.labels, hp[m]) for m in MODES},
-                       "head_only": {m: evaluation.report(
-                           y["test"], hp[m]["test"], pool.labels)["uar"]
-                                     for m in MODES}})
+        if st.head is not None:
+          rows.append(fused_row(row, st, probs, exits, pool.labels))
           logging.info("  fused with the functionals head: %s", {
               m: round(list(v.values())[-1]["uar"], 1)
               for m, v in rows[-1]["modes"].items()})
@@ -208,21 +267,68 @@ def run(regimes, names) -> List[dict]:
   return rows
 
 
+def refuse(rows: List[dict]) -> List[dict]:
+  """The CNN rows of ``rows`` kept, their fused rows made again from the
+  saved probabilities with the current functionals head (no training)."""
+  fe = FrontEndConfig()
+  pool = load()
+  fx = functionals.of_speeds(pool.utts, fe.hop_ms / 1000.0)
+  cnn = [r for r in rows if not r["setting"].endswith(FUSED)]
+  out, cache = [], {}
+  for row in cnn:
+    key = (row["setting"], row["regime"])
+    if key not in cache:
+      cache[key] = Setting(pool, fx, row["setting"], row["regime"], fe)
+    st = cache[key]
+    exits = row.get("exits") or list(row["modes"]["independent"])
+    probs = load_probs(probs_path(row["setting"], row["regime"], row["seed"]),
+                       exits)
+    out += [row, fused_row(row, st, probs, exits, pool.labels)]
+  return out
+
+
 def _ms(v) -> str:
   s = evaluation.mean_std(v)
   return f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+# ../shared/notes/baselines.md, leave one corpus out: the better of eGeMAPS /
+# ComParE + linear SVM per cell, used when baselines.json is absent.
+NOTE_BASELINES = {("ravdess", "independent"): 31.1, ("ravdess", "calibrated"): 44.6,
+                  ("emodb", "independent"): 51.3, ("emodb", "calibrated"): 65.4,
+                  ("nemo", "independent"): 39.1, ("nemo", "calibrated"): 47.1}
+
+
+def baselines() -> Dict[str, float]:
+  """{``baseline_loco_{corpus}_{mode}``: UAR} of the better SVM, from
+  ``experiments/results/baselines.json`` where it has the key, else the
+  note's table."""
+  s = {}
+  if os.path.exists(BASELINES_JSON):
+    s = json.load(open(BASELINES_JSON)).get("summary", {})
+  out = {}
+  for (c, m), v in NOTE_BASELINES.items():
+    k = f"baseline_loco_{c}_{m}"
+    out[k] = float(s.get(k, v))
+  return out
 
 
 def summarize(rows: List[dict], wall: float) -> None:
   names = list(dict.fromkeys(r["setting"] for r in rows))
   full = max(rows[0]["modes"]["independent"], key=lambda n: int(n.split("_")[1]))
   nan = float("nan")
+  g = F.default_regime
 
   def sel(name, regime):
     return [r for r in rows if r["setting"] == name and r["regime"] == regime]
 
   def vals(name, regime, mode, field="uar", exit_=None):
     return [r["modes"][mode][exit_ or full][field] for r in sel(name, regime)]
+
+  def shipped(name: str, regime: str = g) -> str:
+    """The recipe as shipped: fused with the functionals head where
+    measured, else the CNN alone."""
+    return name + FUSED if sel(name + FUSED, regime) else name
 
   agg, table = {}, []
   for name in names:
@@ -235,44 +341,65 @@ def summarize(rows: List[dict], wall: float) -> None:
         agg[f"{name}/{regime}/{mode}"] = {"uar": evaluation.mean_std(u),
                                           "wa": evaluation.mean_std(w)}
         line += [_ms(u), f"{np.mean(w):.1f}"]
+      hs = [r["head_only"] for r in sel(name, regime) if "head_only" in r]
+      line.append(" / ".join(f"{np.mean([h[m] for h in hs]):.1f}" for m in MODES)
+                  if hs else "")
       table.append(line + [len(sel(name, regime))])
+
+  def get(key):
+    return agg[key]["uar"]["mean"] if key in agg else nan
+
+  base = baselines()
   md = [F.note + "\n\n" if F.note else "",
-        "RAVDESS + EmoDB on their six shared classes; default recipe "
-        "(speed perturbation 0.9/1.0/1.1, weight averaging, self-distilled "
-        "exits); full-model (%s) UAR / WA in %%, mean ± std over seeds. "
-        "*independent*: raw features, the model's training statistics; "
-        "*calibrated*: each test speaker mapped onto the training statistics "
-        "with its own unlabelled clips. `regime` is how the model was trained "
-        "(`speaker`: every training speaker calibrated the same way).\n\n" % full,
+        "RAVDESS, EmoDB and nEMO on the five classes all three share; default "
+        "recipe (speed perturbation 0.9/1.0/1.1, weight averaging, "
+        "self-distilled exits); full-model (%s) UAR / WA in %%, mean ± std "
+        "over seeds. *independent*: raw features, the model's training "
+        "statistics; *calibrated*: each test speaker mapped onto the training "
+        "statistics with its own unlabelled clips. `trained` is the model's "
+        "regime (`speaker`: every training speaker calibrated the same way). "
+        "`head alone`: the functionals head without the CNN "
+        "(independent / calibrated).\n\n" % full,
         markdown_table(["setting", "trained", "independent UAR", "WA",
-                        "calibrated UAR", "WA", "runs"], table)]
-  base = [[n, m, BASELINES[(n, m)]] for n in names for m in MODES
-          if (n, m) in BASELINES]
-  if base:
-    md += ["\nopenSMILE functionals + linear SVM on the same split "
-           "(`../shared/notes/baselines.md`; *calibrated* = target features "
-           "standardised per speaker):\n\n",
-           markdown_table(["setting", "mode", "UAR"], base)]
+                        "calibrated UAR", "WA", "head alone", "runs"], table)]
+  loco = []
+  for c in CORPORA:
+    n = f"loco_{c}"
+    if not sel(shipped(n), g):
+      continue
+    cells = [c]
+    for mode in MODES:
+      ours, b = get(f"{shipped(n)}/{g}/{mode}"), base[f"baseline_loco_{c}_{mode}"]
+      cells += [f"{ours:.1f}", f"{get(f'{n}/{g}/{mode}'):.1f}", f"{b:.1f}",
+                f"{ours - b:+.1f}"]
+    loco.append(cells)
+  if loco:
+    md += ["\n## Leave one corpus out: the recipe as shipped against "
+           "openSMILE + SVM\n\nThe %s-trained recipe as shipped (fused with "
+           "the functionals head), the CNN alone, and the better of "
+           "eGeMAPS / ComParE + linear SVM on the same split and classes "
+           "(`experiments/results/baselines.json`, else "
+           "`../shared/notes/baselines.md`). UAR %%, mean over 3 seeds.\n\n" % g,
+           markdown_table(["held-out corpus", "independent: shipped", "CNN",
+                           "SVM", "Δ", "calibrated: shipped", "CNN", "SVM",
+                           "Δ"], loco)]
   by_corpus = []
   for regime in normalization.REGIMES:
-    rs = sel("union_heldout", regime)
-    for mode in MODES:
-      if rs:
-        by_corpus.append([regime, mode] + [
-            _ms([r["modes"][mode][full]["uar_by_corpus"][c] for r in rs])
-            for c in CORPORA])
+    for name in (POOLED, POOLED + FUSED):
+      rs = sel(name, regime)
+      for mode in MODES:
+        if rs:
+          by_corpus.append([name, regime, mode] + [
+              _ms([r["modes"][mode][full]["uar_by_corpus"][c] for r in rs])
+              for c in CORPORA])
   if by_corpus:
-    md += ["\n## union_heldout by corpus (test UAR)\n\n",
-           markdown_table(["trained", "mode", "RAVDESS 19–24", "EmoDB 03, 08"],
-                          by_corpus)]
-  def shipped(name: str, regime: str) -> str:
-    """The recipe as shipped: fused with the functionals head where
-    measured, else the CNN alone."""
-    return name + FUSED if sel(name + FUSED, regime) else name
+    md += ["\n## pooled_heldout by corpus (test UAR)\n\n",
+           markdown_table(["setting", "trained", "mode", "RAVDESS 19–24",
+                           "EmoDB 03, 08", "nEMO KD0, TP0"], by_corpus)]
 
   conf, temps, helps = [], {}, {}
   for regime in normalization.REGIMES:
-    u = shipped("union_heldout", regime)
+    u = shipped(POOLED, regime)
     rs = sel(u, regime)
     for mode in MODES:
       if not rs:
@@ -289,14 +416,14 @@ def summarize(rows: List[dict], wall: float) -> None:
                    _ms(vals(u, regime, mode, "ece_scaled")),
                    " / ".join(f"{t[e]:.2f}" for e in exits)])
   if conf:
-    md += ["\n## Confidence (union_heldout as shipped, full model)\n\nExpected calibration "
-           "error (10 bins, %) on the held-out speakers, before and after "
-           "temperature scaling fitted on the validation speakers; the "
-           "temperatures (geometric mean over seeds) for exit 1…K.\n\n",
+    md += ["\n## Confidence (%s as shipped, full model)\n\nExpected "
+           "calibration error (10 bins, %%) on the held-out speakers, before "
+           "and after temperature scaling fitted on the validation speakers; "
+           "the temperatures (geometric mean over seeds) for exit 1…K.\n\n"
+           % POOLED,
            markdown_table(["setting", "trained", "mode", "ECE", "ECE after T",
                            "T exit 1…K"], conf)]
-  g = F.default_regime
-  rel, rs = None, sel(shipped("union_heldout", g), g)
+  rel, rs = None, sel(shipped(POOLED), g)
   scaled = helps.get(f"{g}/independent", False)
   key = "reliability_scaled" if scaled else "reliability"
   if rs and key in rs[0]["modes"]["independent"][full]:
@@ -307,7 +434,7 @@ def summarize(rows: List[dict], wall: float) -> None:
     md += ["\n## Reliability (%s, %s-trained, independent, %s)"
            "\n\nTemperature scaling %s, so the default model %s.\n\n"
            "![reliability](generalization_reliability.png)\n\n"
-           % (shipped("union_heldout", g), g,
+           % (shipped(POOLED), g,
               "after T" if scaled else "no temperature",
               "lowers the held-out ECE" if scaled else
               "fitted on the validation speakers raises the held-out ECE",
@@ -320,50 +447,38 @@ def summarize(rows: List[dict], wall: float) -> None:
       os.path.dirname(os.path.abspath(__file__)), "results")
   if rel:
     _plot(rel, scaled, os.path.join(out_dir, "generalization_reliability.png"))
-  size = nan
-  if os.path.exists(F.default_model):
-    side = json.load(open(F.default_model))
-    size = side["files"]["model_int8.tflite"]["bytes"]
-
-  def get(key):
-    return agg[key]["uar"]["mean"] if key in agg else nan
 
   def ece_of(mode, field=None):
     field = field or ("ece_scaled" if helps.get(f"{g}/{mode}") else "ece")
-    v = vals(shipped("union_heldout", g), g, mode, field) if rs else []
+    v = vals(shipped(POOLED), g, mode, field) if rs else []
     return float(np.mean(v)) if v else nan
-
-  def ship(n: str, mode: str) -> float:
-    return get(f"{shipped(n, g)}/{g}/{mode}")
 
   summary = {
       # the headline: the default model's recipe as shipped (its regime,
       # fused with the functionals head where measured; *_cnn: the CNN alone)
-      **{f"{n}_{mode}": ship(n, mode)
-         for n in ("ravdess_to_emodb", "emodb_to_ravdess", "union_heldout")
-         for mode in MODES},
+      **{f"{n}_{mode}": get(f"{shipped(n)}/{g}/{mode}")
+         for n in (*LOCO, POOLED) for mode in MODES},
       **{f"{n}_{mode}_cnn": get(f"{n}/{g}/{mode}")
-         for n in ("ravdess_to_emodb", "emodb_to_ravdess", "union_heldout")
-         for mode in MODES},
-      # global-trained models scored without calibration
-      "ravdess_to_emodb_independent_global_trained": get(
-          "ravdess_to_emodb/global/independent"),
-      "emodb_to_ravdess_independent_global_trained": get(
-          "emodb_to_ravdess/global/independent"),
-      "union_heldout_independent_global_trained": get(
-          "union_heldout/global/independent"),
+         for n in (*LOCO, POOLED) for mode in MODES},
+      **{f"{n}_independent_global_trained": get(f"{n}/global/independent")
+         for n in (*LOCO, POOLED)},
+      **base,
+  }
+  for mode in MODES:
+    summary[f"loco_mean_{mode}"] = float(np.mean(
+        [summary[f"loco_{c}_{mode}"] for c in CORPORA]))
+    summary[f"baseline_loco_mean_{mode}"] = float(np.mean(
+        [base[f"baseline_loco_{c}_{mode}"] for c in CORPORA]))
+  for n in (*LOCO, POOLED):
+    for mode in MODES:
+      hs = [r["head_only"][mode] for r in sel(n + FUSED, g) if "head_only" in r]
+      summary[f"{n}_{mode}_head_only"] = float(np.mean(hs)) if hs else nan
+  summary.update({
       "default_model_ece": ece_of("independent"),
       "default_model_ece_unscaled": ece_of("independent", "ece"),
       "default_model_ece_scaled": ece_of("independent", "ece_scaled"),
       "default_model_ece_calibrated": ece_of("calibrated"),
-      "default_model_bytes": size,
-      "wall_s": wall,
-  }
-  for n in ("ravdess_to_emodb", "emodb_to_ravdess", "union_heldout"):
-    for mode in MODES:
-      summary[f"{n}_{mode}_fused"] = get(f"{n}{FUSED}/{g}/{mode}")
-      hs = [r["head_only"][mode] for r in sel(n + FUSED, g) if "head_only" in r]
-      summary[f"{n}_{mode}_head_only"] = float(np.mean(hs)) if hs else nan
+      "wall_s": wall})
   write_results("generalization", summary,
                 {"aggregate": agg, "temperatures": temps,
                  "temperature_helps": helps,
@@ -400,6 +515,8 @@ def main(argv):
   t0 = time.time()
   if F.merge:
     rows = [r for p in F.merge for r in json.load(open(p))]
+    if F.refuse:
+      rows = refuse(rows)
     summarize(rows, sum(r["wall_s"] for r in rows))
     return
   rows = run(F.regimes, F.settings or list(settings()))

@@ -7,7 +7,9 @@ restricted to the classes two of them share.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import functools
 import os
 import re
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -121,6 +123,71 @@ def parse_emodb(path: str) -> Utterance:
       extra=(("text", m["text"]), ("version", m["version"])))
 
 
+# ------------------------------------------------------------------- nEMO
+_NEMO_EMOTIONS = {"anger": "angry", "fear": "fearful", "happiness": "happy",
+                  "sadness": "sad", "surprised": "surprised",
+                  "neutral": "neutral"}
+# From the corpus' data.tsv (its gender column), used when data.tsv is absent.
+NEMO_SPEAKERS = {"EB0": "f", "IC0": "f", "KD0": "f", "MK0": "f", "KS0": "m",
+                 "MP0": "m", "SM0": "m", "TP0": "m", "WR0": "m"}
+NEMO_METADATA = "data.tsv"
+_NEMO_RE = re.compile(r"^(?P<speaker>[A-Z]{2}\d)_(?P<emotion>[a-z]+)_"
+                      r"(?P<number>\d+)$")
+
+
+@functools.lru_cache(maxsize=8)
+def nemo_metadata(folder: str) -> Optional[Dict[str, Dict[str, str]]]:
+  """``folder/data.tsv`` (the corpus' own metadata) as {file stem: row},
+  speaker ids stripped of their padding; None if there is no such file."""
+  path = os.path.join(folder, NEMO_METADATA)
+  if not os.path.isfile(path):
+    return None
+  with open(path, newline="", encoding="utf-8") as f:
+    rows = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+    return {_stem(r["file_id"]): {k: (v or "").strip() for k, v in r.items()}
+            for r in rows}
+
+
+def _nemo_row(path: str) -> Optional[Dict[str, str]]:
+  """The file's data.tsv row (data.tsv beside the file or one folder up,
+  as in the corpus' ``samples/`` layout), {} when the table does not list
+  it, None when there is no table."""
+  here = os.path.dirname(os.path.abspath(path))
+  for folder in (here, os.path.dirname(here)):
+    meta = nemo_metadata(folder)
+    if meta is not None:
+      return meta.get(_stem(path), {})
+  return None
+
+
+def parse_nemo(path: str) -> Utterance:
+  """``SPK_emotion_N``: speaker (EB0 ...), English emotion, sentence number.
+  Where the corpus' ``data.tsv`` is found, the file must be listed with the
+  same speaker and emotion, and its gender column is used."""
+  m = _NEMO_RE.match(_stem(path))
+  if not m or m["emotion"] not in _NEMO_EMOTIONS:
+    raise NameParseError(path, "name does not match nEMO 'SPK_emotion_N' "
+                         "(e.g. EB0_anger_12; emotions: "
+                         f"{', '.join(_NEMO_EMOTIONS)})")
+  row = _nemo_row(path)
+  if row is not None:
+    if not row:
+      raise NameParseError(path, f"not listed in nEMO's {NEMO_METADATA}")
+    if (row.get("speaker_id"), row.get("emotion")) != (m["speaker"], m["emotion"]):
+      raise NameParseError(path, f"{NEMO_METADATA} says speaker "
+                           f"{row.get('speaker_id')!r}, emotion "
+                           f"{row.get('emotion')!r}: the name disagrees")
+    gender = {"female": "f", "male": "m"}.get(row.get("gender", ""))
+  else:
+    gender = NEMO_SPEAKERS.get(m["speaker"])
+  if gender is None and m["speaker"] not in NEMO_SPEAKERS:
+    raise NameParseError(path, f"nEMO speaker {m['speaker']} unknown")
+  return Utterance(
+      id="nemo-" + _stem(path), path=path, corpus="nemo", speaker=m["speaker"],
+      emotion=_NEMO_EMOTIONS[m["emotion"]], gender=gender,
+      extra=(("sentence", m["number"]),))
+
+
 # ------------------------------------------------------------------- TESS
 _TESS_EMOTIONS = {"angry": "angry", "disgust": "disgust", "fear": "fearful",
                   "happy": "happy", "neutral": "neutral", "ps": "surprised",
@@ -198,6 +265,8 @@ CORPORA: Dict[str, Corpus] = {
                "ravdess", "RAVDESS speech + song, 24 actors, 8 emotions"),
         Corpus("emodb", _ordered(_EMODB_EMOTIONS.values()), parse_emodb,
                "emodb", "Berlin EmoDB, 10 speakers, 7 emotions"),
+        Corpus("nemo", _ordered(_NEMO_EMOTIONS.values()), parse_nemo, "nemo",
+               "nEMO (Polish), 9 actors, 6 emotions, Ogg Opus"),
         Corpus("tess", _ordered(_TESS_EMOTIONS.values()), parse_tess, "tess",
                "Toronto emotional speech set, 2 speakers, 7 emotions"),
         Corpus("cremad", _ordered(_CREMAD_EMOTIONS.values()), parse_cremad,

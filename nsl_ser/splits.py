@@ -1,6 +1,9 @@
-"""Fixed speaker-independent splits (shipped with the package).
+"""Fixed speaker-independent splits.
 
-RAVDESS has one train/val/test split by actor. EmoDB has five folds of two
+They are read from, in order: the ``splits_dir`` argument, the
+``NSL_SER_SPLITS`` environment variable, ``../shared/splits`` beside the
+repository (the project's fixed splits), and the copies shipped with the
+package. RAVDESS and nEMO have one train/val/test split by speaker. EmoDB has five folds of two
 speakers; for fold k the test speakers are fold k, validation is fold
 (k+1) mod 5 and training is the other three.
 """
@@ -11,7 +14,10 @@ import json
 import os
 from typing import FrozenSet, Optional
 
-DEFAULT_SPLITS_DIR = os.path.join(os.path.dirname(__file__), "splits")
+PACKAGED_SPLITS_DIR = os.path.join(os.path.dirname(__file__), "splits")
+SHARED_SPLITS_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), os.pardir, "shared", "splits")
+SPLITS_ENV = "NSL_SER_SPLITS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,10 +33,21 @@ class Split:
     return None
 
 
+def split_path(corpus: str, splits_dir: Optional[str] = None) -> str:
+  """The first ``<corpus>.json`` in the search order of the module doc."""
+  dirs = [splits_dir] if splits_dir else [
+      d for d in (os.environ.get(SPLITS_ENV), SHARED_SPLITS_DIR,
+                  PACKAGED_SPLITS_DIR) if d]
+  for d in dirs:
+    path = os.path.join(d, f"{corpus}.json")
+    if os.path.exists(path):
+      return path
+  raise FileNotFoundError(f"{corpus}.json: no split file for corpus "
+                          f"{corpus!r} in {', '.join(dirs)}")
+
+
 def load_split_file(corpus: str, splits_dir: Optional[str] = None) -> dict:
-  path = os.path.join(splits_dir or DEFAULT_SPLITS_DIR, f"{corpus}.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path}: no split file for corpus {corpus!r}")
+  path = split_path(corpus, splits_dir)
   with open(path) as f:
     return json.load(f)
 

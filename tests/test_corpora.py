@@ -26,6 +26,41 @@ def test_emodb_on_shared_data(data_dir):
   assert len({u.id for u in utts}) == 535
 
 
+def test_nemo_on_shared_data(data_dir):
+  """Names and the corpus' own data.tsv agree on every clip; gender from
+  its table; the three corpora share five classes."""
+  utts, skipped = corpora.scan(corpora.get_corpus("nemo"), data_dir)
+  assert len(utts) == 4481 and not skipped
+  assert Counter(u.speaker for u in utts)["MP0"] == 256
+  assert {u.speaker: u.gender for u in utts} == corpora.NEMO_SPEAKERS
+  counts = Counter(u.emotion for u in utts)
+  assert counts == {"neutral": 809, "sad": 769, "happy": 749, "angry": 749,
+                    "fearful": 736, "surprised": 669}
+  assert corpora.shared_emotions("ravdess", "emodb", "nemo") == (
+      "neutral", "happy", "sad", "angry", "fearful")
+
+
+def test_nemo_data_tsv_is_checked(tmp_path):
+  """A clip data.tsv does not list, or lists with another emotion, is
+  refused with the reason; without data.tsv the name alone decides."""
+  samples = tmp_path / "samples"
+  samples.mkdir()
+  (tmp_path / "data.tsv").write_text(
+      "file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage\n"
+      "EB0_anger_1.wav\tanger\tA.\ta\t        EB0\tfemale\t27\n"
+      "KS0_fear_2.wav\tsadness\tB.\tb\t        KS0\tmale\t23\n", encoding="utf-8")
+  parse = corpora.parse_nemo
+  u = parse(str(samples / "EB0_anger_1.opus"))
+  assert (u.speaker, u.emotion, u.gender) == ("EB0", "angry", "f")
+  with pytest.raises(corpora.NameParseError, match="name disagrees"):
+    parse(str(samples / "KS0_fear_2.opus"))
+  with pytest.raises(corpora.NameParseError, match="not listed"):
+    parse(str(samples / "EB0_anger_3.opus"))
+  alone = tmp_path / "elsewhere" / "deeper"
+  alone.mkdir(parents=True)
+  assert parse(str(alone / "TP0_happiness_7.wav")).gender == "m"
+
+
 @pytest.mark.parametrize("corpus,name,speaker,emotion,gender", [
     ("ravdess", "03-01-05-01-02-01-12.wav", "12", "angry", "f"),
     ("ravdess", "03-02-06-02-01-02-07.wav", "07", "fearful", "m"),
@@ -54,6 +89,9 @@ def test_file_name_conventions(corpus, name, speaker, emotion, gender):
     ("cremad", "0999_DFA_ANG_XX.wav"),
     ("savee", "a01.wav"),                     # no speaker folder
     ("savee", "XX_a01.wav"),
+    ("nemo", "EB0_boredom_1.wav"),            # not a nEMO emotion
+    ("nemo", "XY9_anger_1.wav"),              # speaker unknown
+    ("nemo", "EB0-anger-1.wav"),
 ])
 def test_bad_names_are_reported(corpus, name):
   with pytest.raises(corpora.NameParseError, match="does not match|not in|unknown|no strong"):

@@ -102,3 +102,39 @@ def test_cli_exit_codes(tmp_path, emodb_files):
   ok = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
   assert ok.returncode == 0, ok.stderr
   assert '"files_read": 1' in ok.stdout and "skipped" in ok.stderr
+
+
+def test_nemo_slice_from_ogg_opus(tmp_path, data_dir):
+  """A slice of nEMO in its own layout (samples/*.opus + data.tsv):
+  decoded from Ogg Opus at 24 kHz, resampled to 16 kHz, one speaker's
+  clips of each emotion, ids and labels from the names."""
+  import shutil
+  src = os.path.join(data_dir, "nemo")
+  root = tmp_path / "nemo"
+  (root / "samples").mkdir(parents=True)
+  shutil.copy(os.path.join(src, "data.tsv"), root / "data.tsv")
+  names = [f"TP0_{e}_{n}.opus" for e in ("anger", "fear", "neutral")
+           for n in (1, 2)]
+  for n in names:
+    shutil.copy(os.path.join(src, "samples", n), root / "samples" / n)
+  out = tmp_path / "records"
+  s = prepare(PrepareConfig("nemo", str(tmp_path), str(out), progress=False,
+                            workers=1))
+  assert s["files_read"] == 6 and s["skipped"] == 0 and s["speakers"] == ["TP0"]
+  rows = {r["id"]: r for r in read_csv(out / "manifest.csv")}
+  assert rows["nemo-TP0_fear_2"]["label_name"] == "fearful"
+  assert rows["nemo-TP0_anger_1"]["gender"] == "m"
+  ex = [records.parse_utterance(x) for x in tf.data.TFRecordDataset(
+      records.list_shards(str(out)))]
+  e = next(x for x in ex if x["id"].numpy() == b"nemo-TP0_neutral_1")
+  w = records.decode_waveform(e["waveform"]).numpy()
+  ref, sr = sf.read(os.path.join(src, "samples", "TP0_neutral_1.opus"),
+                    dtype="float32")
+  assert sr == 24000
+  assert abs(w.shape[0] - ref.shape[0] * 2 / 3) <= 1
+
+
+def test_nemo_split_is_speaker_independent():
+  s = splits.get_split("nemo")
+  assert not (s.train & s.val or s.train & s.test or s.val & s.test)
+  assert len(s.train | s.val | s.test) == 9

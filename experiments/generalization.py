@@ -60,6 +60,8 @@ F = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/data", "Data root.")
 flags.DEFINE_string("work_dir", "work/loco", "Scratch folder.")
 flags.DEFINE_integer("seeds", 3, "Seeds per setting.")
+flags.DEFINE_list("seed_list", None, "These seeds instead of 0..seeds-1 "
+                  "(parts run side by side).")
 flags.DEFINE_integer("epochs", 40, "Epochs per student.")
 flags.DEFINE_list("regimes", list(normalization.REGIMES), "Regimes to train.")
 flags.DEFINE_list("settings", None, "Settings (default: all).")
@@ -231,7 +233,7 @@ def run(regimes, names) -> List[dict]:
     for regime in regimes:
       st = Setting(pool, fx, name, regime, fe)
       c = st.corpus
-      for seed in range(F.seeds):
+      for seed in [int(x) for x in F.seed_list or range(F.seeds)]:
         r = dataclasses.replace(st.recipe, train=dataclasses.replace(
             st.recipe.train, seed=seed))
         t0 = time.time()

@@ -62,7 +62,11 @@ class BandStats:
 
   def update(self, frames: np.ndarray) -> "BandStats":
     """These statistics merged with one more clip's [frames, bands]."""
-    other = BandStats.of(frames)
+    return self.merge(BandStats.of(frames))
+
+  def merge(self, other: "BandStats") -> "BandStats":
+    """The statistics of both sets of rows (Chan et al.'s pairwise
+    update)."""
     n = self.count + other.count
     if other.count == 0:
       return self
@@ -122,6 +126,19 @@ def stats_of(clips: Iterable[np.ndarray]) -> BandStats:
   if not clips:
     raise ValueError("no clips to compute statistics from")
   return BandStats.of(np.concatenate([speech_frames(c) for c in clips], axis=0))
+
+
+def shrink(speaker: BandStats, reference: BandStats, prior: float) -> BandStats:
+  """A speaker's statistics pulled toward the reference: merged with
+  ``prior`` pseudo-rows of the reference's mean and variance. With few rows
+  (a clip or two of one emotion) the result stays near the reference, so
+  calibration cannot remove the emotion itself; with many rows the
+  speaker's own statistics dominate. ``prior`` 0 returns ``speaker``."""
+  if prior <= 0:
+    return speaker
+  return BandStats(speaker.count, speaker.mean, speaker.m2).merge(BandStats(
+      prior, np.asarray(reference.mean, np.float64),
+      np.asarray(reference.var, np.float64) * prior))
 
 
 def affine(speaker: BandStats, reference: BandStats, floor: float = VAR_FLOOR):

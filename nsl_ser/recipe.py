@@ -30,8 +30,10 @@ class Recipe:
   # Random crops and mixup stay available: all four together scored lower.
   augment: augment.AugmentConfig = augment.AugmentConfig(
       random_crop=False, mixup_alpha=0.0, speeds=augment.SPEEDS)
+  # 40 epochs, at most 10,000 steps: the size of the two-corpus pools
+  # (RAVDESS + EmoDB: 40 x ~200 steps); three corpora get fewer epochs.
   train: training.TrainConfig = dataclasses.field(
-      default_factory=lambda: training.TrainConfig(epochs=40))
+      default_factory=lambda: training.TrainConfig(epochs=40, max_steps=10000))
   distill: self_distill.DistillConfig = dataclasses.field(
       default_factory=self_distill.DistillConfig)
   cnn: models.CNNConfig = models.STUDENT

@@ -41,9 +41,23 @@ class TrainConfig:
   selection: str = "average"  # "average" | "val_uar" (see module doc)
   average_epochs: int = 10    # epochs whose weights are averaged
   schedule: str = "cosine"    # "cosine" | "step" (x decay_rate every decay_epochs)
+  # At most this many optimiser steps (0: no cap): a larger training set
+  # gets proportionally fewer epochs (:func:`within_step_budget`).
+  max_steps: int = 0
 
 
 SELECTIONS = ("average", "val_uar")
+
+
+def within_step_budget(cfg: TrainConfig, steps_per_epoch: int) -> TrainConfig:
+  """``cfg`` with fewer epochs when ``epochs * steps_per_epoch`` exceeds
+  ``max_steps``: as many epochs as the budget allows (at least 1), the
+  averaged epochs scaled by the same factor (at least 1)."""
+  if not cfg.max_steps or cfg.epochs * steps_per_epoch <= cfg.max_steps:
+    return cfg
+  epochs = max(1, cfg.max_steps // max(steps_per_epoch, 1))
+  average = max(1, round(cfg.average_epochs * epochs / cfg.epochs))
+  return dataclasses.replace(cfg, epochs=epochs, average_epochs=average)
 SCHEDULES = ("cosine", "step")
 
 
@@ -165,6 +179,11 @@ def fit(model: keras.Model, train_ds,
       acc = (keras.metrics.CategoricalAccuracy(name="acc") if soft_labels
              else keras.metrics.SparseCategoricalAccuracy(name="acc"))
       model.compile(optimizer=optimizer, loss=loss, metrics=[acc])
+  if cfg.max_steps:
+    try:
+      cfg = within_step_budget(cfg, len(train_ds))
+    except TypeError as e:  # a tf.data pipeline of unknown length
+      raise ValueError("max_steps needs a training set of known length") from e
   uar_cb = UARCallback(val_predict, val_labels, num_classes)
   start = time.time()
   hist = model.fit(train_ds, epochs=cfg.epochs, verbose=cfg.verbose,

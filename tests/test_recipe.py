@@ -182,3 +182,43 @@ def test_learning_rate_schedules():
   assert training.learning_rate(step, 5) == pytest.approx(9e-4)
   with pytest.raises(ValueError, match="selection"):
     training.make_callbacks(dataclasses.replace(cfg, selection="best"), None, None)
+
+
+def test_step_budget_shortens_training_on_large_pools():
+  """The recipe's 10,000-step cap leaves a two-corpus pool's 40 epochs
+  alone and gives a pool three times larger a third of them, the
+  averaged epochs scaled alike."""
+  cfg = recipe.Recipe().train
+  assert training.within_step_budget(cfg, 200) == cfg
+  big = training.within_step_budget(cfg, 640)
+  assert (big.epochs, big.average_epochs) == (15, 4)
+  assert big.epochs * 640 <= cfg.max_steps
+  tiny = training.within_step_budget(dataclasses.replace(cfg, max_steps=10), 640)
+  assert (tiny.epochs, tiny.average_epochs) == (1, 1)
+  off = dataclasses.replace(cfg, max_steps=0)
+  assert training.within_step_budget(off, 10 ** 6) == off
+
+
+def test_shrink_pulls_few_rows_toward_the_reference():
+  """Shrinkage is the pooled moments of the speaker's rows and ``prior``
+  reference rows: one row stays near the reference (no zero variance),
+  many rows keep the speaker's own statistics."""
+  rng = np.random.default_rng(0)
+  ref = normalization.BandStats.of(rng.normal(0.0, 1.0, (5000, 3)))
+  one = normalization.BandStats.of(np.full((1, 3), 4.0))
+  s = normalization.shrink(one, ref, 9)
+  np.testing.assert_allclose(s.mean, 0.1 * 4.0 + 0.9 * ref.mean)
+  assert s.count == 10 and np.all(s.var > 0.9 * ref.var.min())
+  rows = rng.normal(2.0, 0.5, (2000, 3))
+  many = normalization.shrink(normalization.BandStats.of(rows), ref, 9)
+  np.testing.assert_allclose(many.mean, rows.mean(0), atol=0.02)
+  np.testing.assert_allclose(many.var, rows.var(0), rtol=0.15)  # ref: 1.0
+  # the same as adding the prior's rows to the data
+  block = np.concatenate([rows[:3], np.tile(ref.mean, (9, 1))])
+  exact = normalization.BandStats.of(block)
+  got = normalization.shrink(normalization.BandStats.of(rows[:3]),
+                             normalization.BandStats(ref.count, ref.mean,
+                                                     np.zeros(3)), 9)
+  np.testing.assert_allclose(got.mean, exact.mean)
+  np.testing.assert_allclose(got.m2, exact.m2)
+  assert normalization.shrink(one, ref, 0) is one

@@ -37,4 +37,5 @@ def train_recipe() -> recipe.Recipe:
   return dataclasses.replace(r, train=training.TrainConfig(
       epochs=f.epochs, batch_size=f.batch_size, learning_rate=f.learning_rate,
       selection=f.selection, average_epochs=f.average_epochs,
-      schedule=f.schedule, patience=f.patience, seed=f.seed))
+      schedule=f.schedule, patience=f.patience, seed=f.seed,
+      max_steps=r.train.max_steps))

@@ -59,7 +59,7 @@ flags.DEFINE_integer("warmup", 10, "Untimed runs before timing.")
 flags.DEFINE_enum("quantization", "auto", list(export.QUANTIZATION_MODES),
                   "int8 method, as `nsl-ser export --quantization`.")
 flags.DEFINE_float("tau", 0.8, "Early-exit threshold of the adaptive row "
-                   "(the README's recommendation).")
+                   "(docs/devices.md's recommendation).")
 flags.DEFINE_string("functionals_head", "auto",
                     "JSON file whose 'functionals_head' is the student's head "
                     "(the pipeline's student metrics.json); 'auto': the "

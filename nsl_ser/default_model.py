@@ -169,7 +169,7 @@ def run_train(cfg: DefaultConfig) -> Dict:
 
 def normalization_spec(regime: str, reference: dict) -> dict:
   """The sidecar's ``normalization``: the reference statistics a speaker
-  is calibrated onto, and how (devices: see README, 'Speaker calibration')."""
+  is calibrated onto, and how (devices: docs/calibration.md, 'On devices')."""
   from nsl_ser import normalization
   return {"regime": regime, "reference": reference,
           "contract": (

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -49,7 +49,7 @@ def plot_recall(per_exit: Dict[str, Dict], path: str) -> str:
   plt = _plt()
   exits = list(per_exit)
   labels = per_exit[exits[0]]["labels"]
-  fig, ax = plt.subplots(figsize=(7, 3.6))
+  fig, ax = plt.subplots(figsize=(7.6, 3.6))
   w = 0.8 / len(exits)
   for i, e in enumerate(exits):
     rec = [per_exit[e]["per_class_recall"][l] or 0 for l in labels]
@@ -57,7 +57,8 @@ def plot_recall(per_exit: Dict[str, Dict], path: str) -> str:
   ax.set_xticks(np.arange(len(labels)) + 0.4 - w / 2, labels, rotation=30)
   ax.set_ylabel("recall (%)")
   ax.set_title("Per-class recall of each exit (int8 phone model, test speakers)")
-  ax.legend(fontsize=8, ncol=len(exits))
+  ax.set_ylim(0, 105)
+  ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
   return _save(fig, path)
 
 
@@ -81,51 +82,98 @@ def plot_embeddings(emb: np.ndarray, labels: Sequence[str], path: str) -> str:
   x = emb - emb.mean(axis=0)
   _, _, vt = np.linalg.svd(x, full_matrices=False)
   xy = x @ vt[:2].T
-  fig, ax = plt.subplots(figsize=(5.5, 4.5))
+  fig, ax = plt.subplots(figsize=(6.3, 4.5))
   for i, l in enumerate(sorted(set(labels))):
     m = np.array(labels) == l
     ax.scatter(xy[m, 0], xy[m, 1], s=8, label=l, color=f"C{i}", alpha=0.7)
   ax.set_title("Source-model embeddings of target utterances (PCA)")
-  ax.legend(fontsize=7, markerscale=2)
+  ax.legend(fontsize=7, markerscale=2, loc="center left",
+            bbox_to_anchor=(1.0, 0.5))
   return _save(fig, path)
 
 
-def plot_exits(per_exit: Dict[str, Dict], curve: List[Dict],
-               exit_cost: Sequence[float], path: str,
-               full_ms: Optional[float] = None) -> str:
-  """Accuracy per exit, and UAR against cost: measured mean ms a window
-  (``exit_cost`` in ms, each curve point's ``mean_ms``; ``full_ms`` the
-  one-call model) or, for runs without timings, MACs relative to the full
-  model."""
+def _padded(values: Sequence[float], pad: float = 0.15,
+            floor: float = 0.0) -> Tuple[float, float]:
+  """Axis limits around ``values`` (a ``pad`` share of their range each side)."""
+  lo, hi = min(values), max(values)
+  span = max(hi - lo, 1e-9 + 0.02 * abs(hi))
+  return max(floor, lo - pad * span), hi + pad * span
+
+
+def plot_exits(per_exit: Dict[str, Dict], path: str,
+               per_exit_cnn: Optional[Dict[str, Dict]] = None,
+               head_uar: Optional[float] = None) -> str:
+  """One message: UAR at each exit (fused with the functionals head when
+  ``per_exit_cnn`` is given, next to the CNN alone and the head alone)."""
   plt = _plt()
-  fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
   exits = list(per_exit)
-  a.bar(exits, [per_exit[e]["uar"] for e in exits], color="C0", label="UAR")
-  a.bar(exits, [per_exit[e]["wa"] for e in exits], color="none",
-        edgecolor="C1", label="WA")
-  a.set_ylabel("%")
-  a.set_title("Accuracy per exit")
-  a.legend(fontsize=8)
+  x = np.arange(len(exits))
+  fig, ax = plt.subplots(figsize=(6, 3.6))
+  ys = [per_exit[e]["uar"] for e in exits]
+  fused = per_exit_cnn is not None
+  ax.plot(x, ys, "o-", color="C0", lw=2,
+          label="CNN fused with the head" if fused else "CNN")
+  every = list(ys)
+  if fused:
+    cnn = [per_exit_cnn[e]["uar"] for e in exits]
+    ax.plot(x, cnn, "s--", color="C7", label="CNN alone")
+    every += cnn
+  if head_uar is not None:
+    ax.axhline(head_uar, color="C2", ls=":", label="functionals head alone")
+    every.append(head_uar)
+  for xi, y in zip(x, ys):
+    ax.annotate(f"{y:.1f}", (xi, y), textcoords="offset points", xytext=(0, 7),
+                ha="center", fontsize=8, color="C0")
+  ax.set_xticks(x, exits)
+  ax.set_ylim(*_padded(every))
+  ax.set_ylabel("UAR (%)")
+  ax.set_title("UAR at each exit" + (": fusion lifts the shallow exits"
+                                     if fused else ""))
+  ax.legend(fontsize=8, loc="lower right")
+  ax.grid(axis="y", alpha=0.3)
+  return _save(fig, path)
+
+
+def plot_tau(curve: List[Dict], exit_cost: Sequence[float], path: str,
+             full_ms: Optional[float] = None) -> str:
+  """One message: what raising τ costs and buys. τ is the shared x axis (no
+  point labels to collide); top UAR, bottom the mean cost a window (measured
+  ms when ``full_ms`` is given, else MACs relative to the full model)."""
+  plt = _plt()
+  taus = [c["tau"] for c in curve]
+  x = np.arange(len(taus))
+  fig, (a, b) = plt.subplots(2, 1, figsize=(7.6, 4.6), sharex=True,
+                             gridspec_kw={"height_ratios": [1, 1]})
+  uar = [c["uar"] for c in curve]
+  a.plot(x, uar, "o-", color="C0")
+  a.set_ylim(*_padded(uar))
+  a.set_ylabel("UAR (%)")
+  a.grid(axis="y", alpha=0.3)
   timed = full_ms is not None
-  xs = ([c["mean_ms"] for c in curve] if timed
-        else [c["cost_ratio"] for c in curve])
-  b.plot(xs, [c["uar"] for c in curve], "o-", label="adaptive (max prob ≥ τ)")
-  for x, c in zip(xs, curve):
-    b.annotate(f"{c['tau']}", (x, c["uar"]), fontsize=7)
-  fixed = (list(exit_cost) if timed
-           else [m / exit_cost[-1] for m in exit_cost])
-  b.plot(fixed, [per_exit[e]["uar"] for e in exits], "s--", color="gray",
-         label="fixed exit (staged)")
   if timed:
-    b.axvline(full_ms, color="C3", ls=":", label="one-call full model")
-    b.set_xlabel("measured mean latency a window (ms, 1 thread, audio in)")
-    b.set_title("UAR against measured latency")
-    b.set_xlim(left=0)
+    cost = [c["mean_ms"] for c in curve]
+    ref = [(full_ms, "one-call full model", "C3"),
+           (exit_cost[0], "always exit 1", "C7")]
+    b.set_ylabel("mean ms a window\n(1 thread, audio in)")
+    unit = "the one-call model"
   else:
-    b.set_xlabel("mean compute (MACs / full model)")
-    b.set_title("UAR against compute")
-  b.set_ylabel("UAR (%)")
-  b.legend(fontsize=8)
+    cost = [c["cost_ratio"] for c in curve]
+    ref = [(1.0, "full model", "C3"), (exit_cost[0] / exit_cost[-1],
+                                       "always exit 1", "C7")]
+    b.set_ylabel("MACs / full model")
+    unit = "the full model"
+  best = taus[int(np.argmax(uar))]
+  rel = np.asarray(cost) / ref[0][0]
+  a.set_title(f"UAR peaks at τ {best:g}; the cost a window stays "
+              f"{rel.min():.2f}–{rel.max():.2f}× {unit}", fontsize=10)
+  b.plot(x, cost, "o-", color="C1", label="adaptive (max prob ≥ τ)")
+  for y, label, color in ref:
+    b.axhline(y, color=color, ls=":", label=label)
+  b.set_ylim(*_padded(cost + [y for y, _, _ in ref]))
+  b.set_xticks(x, [f"{t:g}" for t in taus])
+  b.set_xlabel("τ (stop at the first exit whose top probability reaches τ)")
+  b.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+  b.grid(axis="y", alpha=0.3)
   return _save(fig, path)
 
 
@@ -176,6 +224,10 @@ def write_report(work_dir: str, out_dir: str,
         ["exit", "UAR %", "WA %", "MACs", "MACs / full"],
         [[e, ev["per_exit"][e]["uar"], ev["per_exit"][e]["wa"], m,
           m / ev["exit_macs"][-1]] for e, m in zip(exits, ev["exit_macs"])]))
+  parts.append("\n![exits]({})\n".format(plot_exits(
+      ev["per_exit"], os.path.join(out_dir, "exits.png"),
+      ev.get("per_exit_cnn") if ev.get("fused") else None,
+      ev["head_only"]["uar"] if ev.get("fused") else None)))
   parts.append("\n![student confusion]({})\n".format(plot_confusion(
       deep["confusion_matrix"], deep["labels"], f"Student {exits[-1]} (int8)",
       os.path.join(out_dir, "student_confusion.png"))))
@@ -207,9 +259,8 @@ def write_report(work_dir: str, out_dir: str,
         [[c["tau"], c["uar"], " / ".join(f"{s:.2f}" for s in c["exit_share"]),
           c["cost_ratio"]] for c in ev["tau_curve"]]))
     cost = ev["exit_macs"]
-  parts.append("\n![exits]({})\n".format(plot_exits(
-      ev["per_exit"], ev["tau_curve"], cost,
-      os.path.join(out_dir, "exits.png"), full_ms)))
+  parts.append("\n![τ against cost]({})\n".format(plot_tau(
+      ev["tau_curve"], cost, os.path.join(out_dir, "tau.png"), full_ms)))
   # graph
   stats = j("graphs", "stats.json")
   from nsl_ser import records

@@ -73,6 +73,12 @@ flags.DEFINE_bool("functionals", True,
                   "(nsl_ser.functionals): settings NAME+functionals.")
 flags.DEFINE_string("default_regime", "speaker",
                     "Regime of the shipped default model (its ECE row).")
+flags.DEFINE_string("clips_part", None, "JSON of the calibration-by-clips "
+                    "curve (clips_curve): written by --clips_curve, read "
+                    "by --merge.")
+flags.DEFINE_bool("clips_curve", False, "Measure calibration with 1..20 "
+                  "clips a speaker from the saved pooled_heldout models of "
+                  "--default_regime (--seed_list) into --clips_part.")
 flags.DEFINE_bool("refuse", False, "With --merge: make the fused rows again "
                   "from the saved CNN probabilities with the current "
                   "functionals head (no training).")
@@ -112,13 +118,46 @@ def settings() -> Dict[str, splits.Split]:
   return out
 
 
+def _records() -> Dict[str, str]:
+  """{corpus: its prepared records folder} (prepared if need be)."""
+  recs = {c: os.path.join(F.work_dir, "records", c) for c in CORPORA}
+  for c, r in recs.items():
+    prepare(PrepareConfig(c, F.data_dir, r))
+  return recs
+
+
 def load() -> pooled.Pool:
-  recs = {}
-  for c in CORPORA:
-    recs[c] = os.path.join(F.work_dir, "records", c)
-    prepare(PrepareConfig(c, F.data_dir, recs[c]))
+  recs = _records()
   labels = pooled.shared_labels(source.read_labels(r) for r in recs.values())
   return pooled.load_pool(recs, labels, recipe.Recipe().augment.speeds)
+
+
+def load_with_functionals(fe: FrontEndConfig):
+  """(pool, functionals at each speed), cached in ``--work_dir`` as a
+  pickle keyed by the prepared records' summaries (what was read, from
+  where), the front end and the speeds, so that --refuse and --clips_curve
+  need not decode and transform every clip again."""
+  import hashlib
+  import pickle
+  summaries = []
+  for r in _records().values():
+    d = json.load(open(os.path.join(r, "summary.json")))
+    summaries.append({k: v for k, v in d.items()
+                      if k not in ("wall_s", "realtime_factor", "reused")})
+  key = hashlib.sha256(json.dumps(
+      [summaries, fe.to_dict(), list(recipe.Recipe().augment.speeds)],
+      sort_keys=True).encode()).hexdigest()[:16]
+  path = os.path.join(F.work_dir, f"pool-{key}.pkl")
+  if os.path.exists(path):
+    with open(path, "rb") as f:
+      return pickle.load(f)
+  pool = load()
+  fx = functionals.of_speeds(pool.utts, fe.hop_ms / 1000.0)
+  tmp = f"{path}.{os.getpid()}.tmp"
+  with open(tmp, "wb") as f:
+    pickle.dump((pool, fx), f, protocol=pickle.HIGHEST_PROTOCOL)
+  os.replace(tmp, path)
+  return pool, fx
 
 
 def scores(probs: Dict[str, List[np.ndarray]], y: Dict[str, np.ndarray],
@@ -151,19 +190,19 @@ def scores(probs: Dict[str, List[np.ndarray]], y: Dict[str, np.ndarray],
 
 
 def head_probs(pool: pooled.Pool, fx: List[np.ndarray], split, regime: str,
-               parts, hop_s: float) -> Dict[str, Dict[str, np.ndarray]]:
+               parts, hop_s: float):
   """The functionals head trained like the CNN
   (:func:`nsl_ser.functionals.fit_on_speakers`; ``fx``: the utterances'
   functionals at each speed, :func:`nsl_ser.functionals.of_speeds`):
-  {mode: {val, test: probabilities}}, speakers raw (independent) or
-  calibrated."""
+  (head, {mode: {val, test: probabilities}}), speakers raw (independent)
+  or calibrated."""
   u = pool.utts  # whole utterances, as predict gives the head
   head, forms = functionals.fit_on_speakers(
       fx[0], u.labels, u.speakers, split.train, split.val, regime,
       len(pool.labels), hop_s, copies=fx[1:])
   row = {i: k for k, i in enumerate(u.ids)}
-  return {m: {p: head.probs(forms[m][[row[i] for i in parts[p].ids]])
-              for p in ("val", "test")} for m in MODES}
+  return head, {m: {p: head.probs(forms[m][[row[i] for i in parts[p].ids]])
+                    for p in ("val", "test")} for m in MODES}
 
 
 def probs_path(setting: str, regime: str, seed: int) -> str:
@@ -210,8 +249,9 @@ class Setting:
                               c.stats, c.reference)) for p in ("val", "test")}
                   for m in MODES}
     self.y = {p: c.parts[p].labels for p in ("val", "test")}
-    self.head = (head_probs(pool, fx, self.split, regime, c.parts,
-                            fe.hop_ms / 1000.0) if F.functionals else None)
+    self.linear_head, self.head = (
+        head_probs(pool, fx, self.split, regime, c.parts, fe.hop_ms / 1000.0)
+        if F.functionals else (None, None))
 
 
 def fused_row(row: dict, st: Setting, probs, names, labels) -> dict:
@@ -225,9 +265,8 @@ def fused_row(row: dict, st: Setting, probs, names, labels) -> dict:
 
 def run(regimes, names) -> List[dict]:
   fe = FrontEndConfig()
-  pool = load()
+  pool, fx = load_with_functionals(fe)
   logging.info("pool: %s", pooled.counts(pool))
-  fx = functionals.of_speeds(pool.utts, fe.hop_ms / 1000.0)
   rows = []
   for name in names:
     for regime in regimes:
@@ -273,8 +312,7 @@ def refuse(rows: List[dict]) -> List[dict]:
   """The CNN rows of ``rows`` kept, their fused rows made again from the
   saved probabilities with the current functionals head (no training)."""
   fe = FrontEndConfig()
-  pool = load()
-  fx = functionals.of_speeds(pool.utts, fe.hop_ms / 1000.0)
+  pool, fx = load_with_functionals(fe)
   cnn = [r for r in rows if not r["setting"].endswith(FUSED)]
   out, cache = [], {}
   for row in cnn:
@@ -292,6 +330,101 @@ def refuse(rows: List[dict]) -> List[dict]:
 def _ms(v) -> str:
   s = evaluation.mean_std(v)
   return f"{s['mean']:.1f} ± {s['std']:.1f}"
+
+
+CLIP_COUNTS = (1, 2, 5, 10, 20)
+# Shrinkage priors tried on the validation speakers, in clips' worth of
+# the reference (normalization.shrink).
+PRIORS = (0, 1, 2, 5, 10, 20)
+
+
+def _draws(speakers: np.ndarray, draw: int) -> Dict[str, np.ndarray]:
+  """{speaker: the indices of max(CLIP_COUNTS) of its clips in a random
+  order}, for speakers with more clips than that (seeded by speaker and
+  draw). Calibrating with n clips takes the first n, so every count is
+  scored on the same clips: those never drawn."""
+  out = {}
+  for sp in np.unique(speakers):
+    idx = np.flatnonzero(speakers == sp)
+    if len(idx) > max(CLIP_COUNTS):
+      seed = [draw] + [ord(ch) for ch in str(sp)]
+      out[str(sp)] = np.random.default_rng(seed).choice(
+          idx, max(CLIP_COUNTS), replace=False)
+  return out
+
+
+def calibrated_with(st: Setting, pool: pooled.Pool, fx0: np.ndarray, part: str,
+                    n: int, draw: int, prior: float):
+  """(CNN inputs, head probabilities, labels, kept mask) of ``part``'s
+  clips that were never drawn (:func:`_draws`), each speaker calibrated
+  with the statistics of its first ``n`` drawn clips, shrunk toward the
+  reference by ``prior`` clips' worth (:func:`nsl_ser.normalization.shrink`);
+  ``n`` 0: independent (raw features)."""
+  c, head = st.corpus, st.linear_head
+  a = c.parts[part]
+  row = {i: k for k, i in enumerate(pool.utts.ids)}
+  rows = np.array([row[i] for i in a.ids])
+  clips = pool.utts.clips(0)
+  frames = c.reference.count / max(len(c.train), 1)  # speech frames a clip
+  order = _draws(a.speakers, draw)
+  keep = np.isin(a.speakers, list(order))
+  keep[np.concatenate(list(order.values()))] = False
+  x, hx = a.features[keep].copy(), fx0[rows[keep]].copy()
+  sp_keep = a.speakers[keep].astype(str)
+  for sp, drawn in order.items() if n else ():
+    mine = drawn[:n]
+    s = normalization.shrink(normalization.stats_of(
+        [clips[rows[i]] for i in mine]), c.reference, prior * frames)
+    fs = normalization.shrink(normalization.BandStats.of(fx0[rows[mine]]),
+                              head.reference, prior)
+    out = sp_keep == sp
+    x[out] = normalization.calibrate(x[out], s, c.reference)
+    hx[out] = functionals.calibrate_by_speaker(
+        hx[out], [sp] * int(out.sum()), {sp: fs}, head.reference)
+  return x, head.probs(hx), a.labels[keep], keep
+
+
+def clips_curve(regime: str, seeds: List[int], draws: int = 3) -> dict:
+  """Calibrated UAR of the ``pooled_heldout`` recipe as shipped (its saved
+  models of ``regime``) when each speaker's statistics rest on 1, 2, 5, 10
+  or 20 of its clips, against independent on the same clips; the
+  shrinkage prior chosen on the validation speakers (mean over the
+  counts), then reported on the test speakers."""
+  fe = FrontEndConfig()
+  pool, fx = load_with_functionals(fe)
+  st = Setting(pool, fx, POOLED, regime, fe)
+  from nsl_ser.compat import keras
+  nets = [keras.models.load_model(probs_path(POOLED, regime, s)[:-4] + ".keras",
+                                  compile=False) for s in seeds]
+  labels = pool.labels
+
+  def fused_uar(x, hp, y):
+    return float(np.mean([evaluation.report(y, functionals.fuse(
+        net.predict(x, verbose=0)[-1], hp), labels)["uar"] for net in nets]))
+
+  def curve(part, priors, nd):
+    out = {}
+    for prior in priors:
+      for n in CLIP_COUNTS:
+        got = [calibrated_with(st, pool, fx[0], part, n, d, prior)
+               for d in range(nd)]
+        out[(prior, n)] = float(np.mean([fused_uar(x, hp, y)
+                                         for x, hp, y, _ in got]))
+        logging.info("%s prior %s, %d clips: %.1f", part, prior, n,
+                     out[(prior, n)])
+    return out
+
+  val = curve("val", PRIORS, 1)
+  prior = max(PRIORS, key=lambda k: np.mean([val[(k, n)] for n in CLIP_COUNTS]))
+  test = curve("test", sorted({0, prior}), draws)
+  indep = float(np.mean([fused_uar(*calibrated_with(
+      st, pool, fx[0], "test", 0, d, 0)[:3]) for d in range(draws)]))
+  a = st.corpus.parts["test"]
+  return {"regime": regime, "seeds": seeds, "draws": draws, "prior": prior,
+          "val": {f"{k}/{n}": v for (k, n), v in val.items()},
+          "test": {f"{k}/{n}": v for (k, n), v in test.items()},
+          "independent_same_speakers": indep,
+          "test_speakers": sorted(set(a.speakers.tolist()))}
 
 
 # ../shared/notes/baselines.md, leave one corpus out: the better of eGeMAPS /
@@ -475,6 +608,30 @@ def summarize(rows: List[dict], wall: float) -> None:
     for mode in MODES:
       hs = [r["head_only"][mode] for r in sel(n + FUSED, g) if "head_only" in r]
       summary[f"{n}_{mode}_head_only"] = float(np.mean(hs)) if hs else nan
+  if F.clips_part and os.path.exists(F.clips_part):
+    cc = json.load(open(F.clips_part))
+    k = cc["prior"]
+    for n in CLIP_COUNTS:
+      summary[f"calibration_clips_{n}_uar"] = cc["test"][f"{k}/{n}"]
+      summary[f"calibration_clips_{n}_uar_unshrunk"] = cc["test"][f"0/{n}"]
+    summary["independent_uar_same_speakers"] = cc["independent_same_speakers"]
+    summary["calibration_prior_clips"] = k
+    md += ["\n## Calibration with few clips (%s as shipped, %s-trained)\n\n"
+           "Each test speaker (%s) calibrated with n of its own clips (%d "
+           "random draws), scored on its clips never drawn, against the same "
+           "clips independent (%.1f). The statistics are shrunk toward the "
+           "model's reference by a prior of %s clips' worth "
+           "(`normalization.shrink`), the prior chosen on the validation "
+           "speakers from %s (mean UAR over the counts). UAR %%, mean over "
+           "seeds %s.\n\n" % (POOLED, cc["regime"], ", ".join(cc["test_speakers"]),
+                               cc["draws"], cc["independent_same_speakers"], k,
+                               list(PRIORS), cc["seeds"]),
+           markdown_table(["clips a speaker", "calibrated, shrunk",
+                           "calibrated, no shrinkage", "independent"],
+                          [[n, f"{cc['test'][f'{k}/{n}']:.1f}",
+                            f"{cc['test'][f'0/{n}']:.1f}",
+                            f"{cc['independent_same_speakers']:.1f}"]
+                           for n in CLIP_COUNTS])]
   summary.update({
       "default_model_ece": ece_of("independent"),
       "default_model_ece_unscaled": ece_of("independent", "ece"),
@@ -515,6 +672,11 @@ def _plot(rel: List[dict], scaled: bool, path: str) -> None:
 def main(argv):
   del argv
   t0 = time.time()
+  if F.clips_curve:
+    out = clips_curve(F.default_regime,
+                      [int(x) for x in F.seed_list or range(F.seeds)])
+    atomic_write_text(F.clips_part, json.dumps(out, indent=1))
+    return
   if F.merge:
     rows = [r for p in F.merge for r in json.load(open(p))]
     if F.refuse:

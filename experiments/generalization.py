@@ -135,7 +135,7 @@ def load() -> pooled.Pool:
 def load_with_functionals(fe: FrontEndConfig):
   """(pool, functionals at each speed), cached in ``--work_dir`` as a
   pickle keyed by the prepared records' summaries (what was read, from
-  where), the front end and the speeds, so that --refuse and --clips_curve
+  where), the front end, the speeds and the functionals' code, so that --refuse and --clips_curve
   need not decode and transform every clip again."""
   import hashlib
   import pickle
@@ -144,8 +144,9 @@ def load_with_functionals(fe: FrontEndConfig):
     d = json.load(open(os.path.join(r, "summary.json")))
     summaries.append({k: v for k, v in d.items()
                       if k not in ("wall_s", "realtime_factor", "reused")})
+  code = hashlib.sha256(open(functionals.__file__, "rb").read()).hexdigest()
   key = hashlib.sha256(json.dumps(
-      [summaries, fe.to_dict(), list(recipe.Recipe().augment.speeds)],
+      [summaries, fe.to_dict(), list(recipe.Recipe().augment.speeds), code],
       sort_keys=True).encode()).hexdigest()[:16]
   path = os.path.join(F.work_dir, f"pool-{key}.pkl")
   if os.path.exists(path):

@@ -79,6 +79,9 @@ flags.DEFINE_string("clips_part", None, "JSON of the calibration-by-clips "
 flags.DEFINE_bool("clips_curve", False, "Measure calibration with 1..20 "
                   "clips a speaker from the saved pooled_heldout models of "
                   "--default_regime (--seed_list) into --clips_part.")
+flags.DEFINE_enum("head", "functionals", list(HEADS), "The functionals head "
+                  "fused with the CNN: the log-Mel functionals, or those and "
+                  "the prosodic ones (nsl_ser.prosody) of the waveform.")
 flags.DEFINE_bool("refuse", False, "With --merge: make the fused rows again "
                   "from the saved CNN probabilities with the current "
                   "functionals head (no training).")
@@ -92,7 +95,16 @@ LOCO = tuple(f"loco_{c}" for c in CORPORA)
 POOLED = "pooled_heldout"
 BASELINES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "baselines.json")
-FUSED = "+functionals"
+HEADS = ("functionals", "functionals+prosody")
+
+
+def fused_suffix(head: Optional[str] = None) -> str:
+  """The tag of rows fused with ``head`` (default: ``--head``)."""
+  return "+" + (head or F.head)
+
+
+def is_fused(setting: str) -> bool:
+  return any(setting.endswith(fused_suffix(h)) for h in HEADS)
 
 
 def _fold_split(corpus: str) -> splits.Split:
@@ -159,6 +171,50 @@ def load_with_functionals(fe: FrontEndConfig):
     pickle.dump((pool, fx), f, protocol=pickle.HIGHEST_PROTOCOL)
   os.replace(tmp, path)
   return pool, fx
+
+
+def prosody_of(fe: FrontEndConfig, pool: pooled.Pool) -> List[np.ndarray]:
+  """[N, NUM_PROSODY] prosodic functionals (:mod:`nsl_ser.prosody`) of the
+  pool's whole utterances (id order) at each of its speeds, from the
+  prepared waveforms; cached in ``--work_dir`` by the prosody code."""
+  import hashlib
+  from tqdm import tqdm
+  from nsl_ser import augment, prosody, records
+  from nsl_ser.compat import tf
+  code = hashlib.sha256(open(prosody.__file__, "rb").read()).hexdigest()[:16]
+  path = os.path.join(F.work_dir, f"prosody-{code}.npz")
+  ids = [str(i) for i in pool.utts.ids]
+  if os.path.exists(path):
+    with np.load(path) as z:
+      if list(z["ids"]) == ids:
+        return [z[f"speed{j}"] for j in range(len(pool.utts.speeds))]
+  wanted, out = set(ids), {}
+  examples = [ex for r in _records().values()
+              for ex in records.read_examples(records.list_shards(r))]
+  for ex in tqdm(examples, desc="prosody", unit="clip"):
+    i = records.feature_value(ex, "id")
+    if i not in wanted:
+      continue
+    wav = records.decode_waveform(tf.constant(
+        records.feature_value(ex, "waveform"))).numpy()
+    out[i] = [prosody.prosody_functionals(
+        augment.change_speed(wav, sp, fe.sample_rate), fe.sample_rate)
+              for sp in pool.utts.speeds]
+  px = [np.stack([out[i][j] for i in ids]).astype(np.float64)
+        for j in range(len(pool.utts.speeds))]
+  tmp = f"{path}.{os.getpid()}.tmp.npz"
+  np.savez(tmp, ids=np.array(ids), **{f"speed{j}": x for j, x in enumerate(px)})
+  os.replace(tmp, path)
+  return px
+
+
+def head_features(fe: FrontEndConfig, pool: pooled.Pool,
+                  fx: List[np.ndarray]) -> List[np.ndarray]:
+  """What ``--head`` sees of each utterance at each speed."""
+  if F.head == "functionals":
+    return fx
+  return [np.concatenate([a, b], axis=1)
+          for a, b in zip(fx, prosody_of(fe, pool))]
 
 
 def scores(probs: Dict[str, List[np.ndarray]], y: Dict[str, np.ndarray],
@@ -257,7 +313,7 @@ class Setting:
 
 def fused_row(row: dict, st: Setting, probs, names, labels) -> dict:
   """The run ``row``'s exits fused with the setting's functionals head."""
-  return {**row, "setting": row["setting"] + FUSED,
+  return {**row, "setting": row["setting"] + fused_suffix(),
           "modes": {m: scores(probs[m], st.y, st.test_corpus, labels, names,
                               st.head[m]) for m in MODES},
           "head_only": {m: evaluation.report(
@@ -267,6 +323,7 @@ def fused_row(row: dict, st: Setting, probs, names, labels) -> dict:
 def run(regimes, names) -> List[dict]:
   fe = FrontEndConfig()
   pool, fx = load_with_functionals(fe)
+  fx = head_features(fe, pool, fx)
   logging.info("pool: %s", pooled.counts(pool))
   rows = []
   for name in names:
@@ -314,7 +371,10 @@ def refuse(rows: List[dict]) -> List[dict]:
   saved probabilities with the current functionals head (no training)."""
   fe = FrontEndConfig()
   pool, fx = load_with_functionals(fe)
-  cnn = [r for r in rows if not r["setting"].endswith(FUSED)]
+  fx = head_features(fe, pool, fx)
+  cnn = [r for r in rows if not is_fused(r["setting"])]
+  others = [r for r in rows if is_fused(r["setting"])
+            and not r["setting"].endswith(fused_suffix())]
   out, cache = [], {}
   for row in cnn:
     key = (row["setting"], row["regime"])
@@ -325,7 +385,7 @@ def refuse(rows: List[dict]) -> List[dict]:
     probs = load_probs(probs_path(row["setting"], row["regime"], row["seed"]),
                        exits)
     out += [row, fused_row(row, st, probs, exits, pool.labels)]
-  return out
+  return out + others
 
 
 def _ms(v) -> str:
@@ -393,6 +453,7 @@ def clips_curve(regime: str, seeds: List[int], draws: int = 3) -> dict:
   counts), then reported on the test speakers."""
   fe = FrontEndConfig()
   pool, fx = load_with_functionals(fe)
+  fx = head_features(fe, pool, fx)
   st = Setting(pool, fx, POOLED, regime, fe)
   from nsl_ser.compat import keras
   nets = [keras.models.load_model(probs_path(POOLED, regime, s)[:-4] + ".keras",
@@ -464,7 +525,8 @@ def summarize(rows: List[dict], wall: float) -> None:
   def shipped(name: str, regime: str = g) -> str:
     """The recipe as shipped: fused with the functionals head where
     measured, else the CNN alone."""
-    return name + FUSED if sel(name + FUSED, regime) else name
+    return (name + fused_suffix() if sel(name + fused_suffix(), regime)
+            else name)
 
   agg, table = {}, []
   for name in names:
@@ -521,7 +583,7 @@ def summarize(rows: List[dict], wall: float) -> None:
                            "Δ"], loco)]
   by_corpus = []
   for regime in normalization.REGIMES:
-    for name in (POOLED, POOLED + FUSED):
+    for name in (POOLED, POOLED + fused_suffix()):
       rs = sel(name, regime)
       for mode in MODES:
         if rs:
@@ -607,7 +669,8 @@ def summarize(rows: List[dict], wall: float) -> None:
         [base[f"baseline_loco_{c}_{mode}"] for c in CORPORA]))
   for n in (*LOCO, POOLED):
     for mode in MODES:
-      hs = [r["head_only"][mode] for r in sel(n + FUSED, g) if "head_only" in r]
+      hs = [r["head_only"][mode] for r in sel(n + fused_suffix(), g)
+            if "head_only" in r]
       summary[f"{n}_{mode}_head_only"] = float(np.mean(hs)) if hs else nan
   if F.clips_part and os.path.exists(F.clips_part):
     cc = json.load(open(F.clips_part))

@@ -11,7 +11,7 @@ setup(
     license="MIT",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["nsl_ser", "nsl_ser.*"]),
-    package_data={"nsl_ser": ["splits/*.json"]},
+    package_data={"nsl_ser": ["splits/*.json", "c/*.c", "c/*.h"]},
     install_requires=[
         "tensorflow==2.21.0",
         "tf-keras==2.21.0",

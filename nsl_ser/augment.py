@@ -155,7 +155,10 @@ class TrainBatches(keras.utils.Sequence):
 
   ``neighbours`` ([N, k] row indices into the clips, -1 for none) and
   ``nbr_weights`` ([N, k]) add NSL's ``NL_nbr_<i>_features`` /
-  ``NL_nbr_<i>_weight`` inputs for graph regularisation.
+  ``NL_nbr_<i>_weight`` inputs for graph regularisation. ``targets``
+  ([N, classes] rows summing to 1: soft labels, e.g. a teacher's blended
+  with the one-hot labels) replace the integer labels as the batches'
+  labels; ``labels`` still weigh the classes.
   """
 
   def __init__(self, clips: List[List[np.ndarray]], labels: np.ndarray,
@@ -163,8 +166,10 @@ class TrainBatches(keras.utils.Sequence):
                batch_size: int, seed: int, cfg: AugmentConfig,
                sample_weight: Optional[np.ndarray] = None,
                neighbours: Optional[np.ndarray] = None,
-               nbr_weights: Optional[np.ndarray] = None):
+               nbr_weights: Optional[np.ndarray] = None,
+               targets: Optional[np.ndarray] = None):
     super().__init__()
+    self.targets = None if targets is None else np.asarray(targets, np.float32)
     self.clips, self.labels = clips, np.asarray(labels)
     self.k, self.t, self.pad = num_classes, num_frames, pad_values
     self.batch_size, self.seed, self.cfg = batch_size, seed, cfg
@@ -197,7 +202,7 @@ class TrainBatches(keras.utils.Sequence):
     rng = np.random.default_rng([self.seed, self.epoch, b])
     idx = self._order[b * self.batch_size:(b + 1) * self.batch_size]
     x = self._features(idx, rng)
-    y = self.labels[idx]
+    y = self.labels[idx] if self.targets is None else self.targets[idx]
     w = None if self.sample_weight is None else self.sample_weight[idx]
     inputs: Dict[str, np.ndarray] = {data.FEATURES: x}
     if self.neighbours is not None:
@@ -213,8 +218,8 @@ class TrainBatches(keras.utils.Sequence):
       perm = rng.permutation(len(idx))
       inputs[data.FEATURES] = (lam[:, None, None] * x
                                + (1 - lam[:, None, None]) * x[perm])
-      onehot = np.eye(self.k, dtype=np.float32)[y]
-      y = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[perm]
+      rows = np.eye(self.k, dtype=np.float32)[y] if y.ndim == 1 else y
+      y = lam[:, None] * rows + (1 - lam[:, None]) * rows[perm]
       if w is not None:
         w = lam * w + (1 - lam) * w[perm]
     if w is None:

@@ -275,6 +275,28 @@ def fit_on_speakers(x: np.ndarray, labels: np.ndarray, speakers: Sequence[str],
   return head, {"independent": x, "calibrated": cal}
 
 
+def cross_fitted_probs(x: np.ndarray, labels: np.ndarray,
+                       speakers: Sequence[str], train: Iterable[str],
+                       val: Iterable[str], regime: str, num_classes: int,
+                       hop_s: float, copies: Sequence[np.ndarray] = ()
+                       ) -> np.ndarray:
+  """[N, classes]: the head's probabilities for every utterance of a
+  training speaker from a head that never saw that speaker (fitted on the
+  other training speakers, :func:`fit_on_speakers`); rows of other
+  speakers are zero. Soft labels a student can learn from (a head's
+  answers on its own training rows are over-confident)."""
+  speakers = np.asarray(speakers).astype(str)
+  train = sorted(str(s) for s in train)
+  out = np.zeros((len(x), num_classes))
+  for s in train:
+    head, forms = fit_on_speakers(x, labels, speakers, set(train) - {s}, val,
+                                  regime, num_classes, hop_s, copies)
+    mine = speakers == s
+    form = forms["calibrated" if regime == "speaker" else "independent"]
+    out[mine] = head.probs(form[mine])
+  return out
+
+
 def fuse(exit_probs: Sequence[np.ndarray] | np.ndarray,
          head_probs: np.ndarray) -> List[np.ndarray] | np.ndarray:
   """Product of experts of each exit's probabilities with the head's,

@@ -41,6 +41,10 @@ class Recipe:
   # to the student and fuse it with every exit of every window: +6.0 / +9.2
   # int8 UAR (independent / calibrated) in experiments/results/accuracy.md.
   functionals: bool = True
+  # Weight of a teacher's soft labels in the training targets,
+  # ``(1 - w) * one_hot + w * teacher`` (0: the labels alone; see
+  # :func:`teacher_targets`).
+  teacher_weight: float = 0.0
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -98,8 +102,19 @@ def training_clips(train: augment.Utterances, regime: str,
   return clips, pads
 
 
+def teacher_targets(labels: np.ndarray, teacher: np.ndarray, num_classes: int,
+                    weight: float) -> np.ndarray:
+  """Soft training targets: the one-hot labels blended with a teacher's
+  probabilities (rows renormalised), ``(1 - weight) * y + weight * p``."""
+  p = np.asarray(teacher, np.float64)
+  p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+  y = np.eye(num_classes)[np.asarray(labels)]
+  return ((1.0 - weight) * y + weight * p).astype(np.float32)
+
+
 def _batches(train: augment.Utterances, num_classes: int, recipe: Recipe,
-             front_end: FrontEndConfig, graph=None):
+             front_end: FrontEndConfig, graph=None,
+             teacher: Optional[np.ndarray] = None):
   """(training batches, centre crops of the training clips in the regime's
   form: the ``norm`` layer's statistics)."""
   cfg = recipe.train
@@ -109,9 +124,12 @@ def _batches(train: augment.Utterances, num_classes: int, recipe: Recipe,
                      for i, v in enumerate(clips)])
   sw = training.sample_weights(train.labels, num_classes) if cfg.balanced else None
   nbrs, nbr_w = graph if graph is not None else (None, None)
+  targets = (teacher_targets(train.labels, teacher, num_classes,
+                             recipe.teacher_weight)
+             if teacher is not None and recipe.teacher_weight > 0 else None)
   batches = augment.TrainBatches(
       clips, train.labels, num_classes, front_end.num_frames, pads,
-      cfg.batch_size, cfg.seed, recipe.augment, sw, nbrs, nbr_w)
+      cfg.batch_size, cfg.seed, recipe.augment, sw, nbrs, nbr_w, targets)
   return batches, centre
 
 
@@ -120,16 +138,20 @@ def train_student(train: augment.Utterances, val_inputs: np.ndarray,
                   front_end: FrontEndConfig = FrontEndConfig(),
                   init_from: Optional[keras.Model] = None,
                   graph: Optional[Tuple[np.ndarray, np.ndarray, GraphRegParams]] = None,
-                  out_dir: Optional[str] = None, strategy=None):
+                  out_dir: Optional[str] = None, strategy=None,
+                  teacher: Optional[np.ndarray] = None):
   """An early-exit student trained with ``recipe`` on whole utterances.
 
   ``val_inputs`` are already in the regime's form (:func:`model_inputs`).
   ``graph`` = (neighbour indices [N, k] into ``train``, -1 for none,
   neighbour weights [N, k], NSL parameters) adds graph regularisation.
+  ``teacher`` ([len(train), classes] probabilities) becomes soft labels
+  with ``recipe.teacher_weight`` (:func:`teacher_targets`); the exits learn
+  it through the deepest head's self-distillation.
   Returns (exit model, history).
   """
   batches, centre = _batches(train, num_classes, recipe, front_end,
-                             graph[:2] if graph is not None else None)
+                             graph[:2] if graph is not None else None, teacher)
   model, _, hist = self_distill.train_exit_model(
       centre, train.labels, val_inputs, val_labels, num_classes, recipe.cnn,
       recipe.train, recipe.distill, init_from=init_from,

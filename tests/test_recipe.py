@@ -222,3 +222,28 @@ def test_shrink_pulls_few_rows_toward_the_reference():
   np.testing.assert_allclose(got.mean, exact.mean)
   np.testing.assert_allclose(got.m2, exact.m2)
   assert normalization.shrink(one, ref, 0) is one
+
+
+def test_teacher_targets_become_the_batches_labels(utts):
+  """Soft labels ``(1 - w) one-hot + w teacher`` replace the integer
+  labels in every batch (and in mixup's blends); w 0 leaves the labels."""
+  utts, labels = utts
+  k = len(labels)
+  rng = np.random.default_rng(0)
+  teacher = rng.dirichlet(np.ones(k), len(utts))
+  t = recipe.teacher_targets(utts.labels, teacher, k, 0.25)
+  np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(t[np.arange(len(t)), utts.labels],
+                             0.75 + 0.25 * teacher[np.arange(len(t)), utts.labels],
+                             rtol=1e-6)
+  cfg = augment.AugmentConfig(random_crop=False, mixup_alpha=0.0, speeds=(1.0,))
+  b = augment.TrainBatches(utts.variants, utts.labels, k, 100, -10.0, 8, 0, cfg,
+                           targets=t)
+  inputs, y = b[0]
+  np.testing.assert_allclose(y, t[b._order[:8]])
+  mix = augment.TrainBatches(utts.variants, utts.labels, k, 100, -10.0, 8, 0,
+                             dataclasses.replace(cfg, mixup_alpha=0.2), targets=t)
+  _, ym = mix[0]
+  np.testing.assert_allclose(ym.sum(1), 1.0, rtol=1e-6)
+  plain = augment.TrainBatches(utts.variants, utts.labels, k, 100, -10.0, 8, 0, cfg)
+  assert plain[0][1].ndim == 1

@@ -80,8 +80,11 @@ flags.DEFINE_bool("clips_curve", False, "Measure calibration with 1..20 "
                   "clips a speaker from the saved pooled_heldout models of "
                   "--default_regime (--seed_list) into --clips_part.")
 flags.DEFINE_enum("head", "functionals", list(HEADS), "The functionals head "
-                  "fused with the CNN: the log-Mel functionals, or those and "
-                  "the prosodic ones (nsl_ser.prosody) of the waveform.")
+                  "fused with the CNN: the log-Mel functionals, those and "
+                  "the prosodic ones (nsl_ser.prosody) of the waveform, or "
+                  "the prosodic ones alone.")
+flags.DEFINE_string("head_ablation", None, "Write the head-alone ablation "
+                    "(every head, setting and regime) to this JSON and stop.")
 flags.DEFINE_bool("refuse", False, "With --merge: make the fused rows again "
                   "from the saved CNN probabilities with the current "
                   "functionals head (no training).")
@@ -95,7 +98,7 @@ LOCO = tuple(f"loco_{c}" for c in CORPORA)
 POOLED = "pooled_heldout"
 BASELINES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "baselines.json")
-HEADS = ("functionals", "functionals+prosody")
+HEADS = ("functionals", "functionals+prosody", "prosody")
 
 
 def fused_suffix(head: Optional[str] = None) -> str:
@@ -209,12 +212,43 @@ def prosody_of(fe: FrontEndConfig, pool: pooled.Pool) -> List[np.ndarray]:
 
 
 def head_features(fe: FrontEndConfig, pool: pooled.Pool,
-                  fx: List[np.ndarray]) -> List[np.ndarray]:
-  """What ``--head`` sees of each utterance at each speed."""
-  if F.head == "functionals":
+                  fx: List[np.ndarray], head: Optional[str] = None
+                  ) -> List[np.ndarray]:
+  """What ``head`` (default ``--head``) sees of each utterance at each
+  speed."""
+  head = head or F.head
+  if head == "functionals":
     return fx
-  return [np.concatenate([a, b], axis=1)
-          for a, b in zip(fx, prosody_of(fe, pool))]
+  px = prosody_of(fe, pool)
+  if head == "prosody":
+    return px
+  return [np.concatenate([a, b], axis=1) for a, b in zip(fx, px)]
+
+
+def head_ablation(regimes: List[str], names: List[str]) -> List[dict]:
+  """The functionals head alone, every head of :data:`HEADS`, every
+  setting and regime: validation and test UAR, both modes (no CNN, no
+  seeds: the head is deterministic)."""
+  fe = FrontEndConfig()
+  pool, fx = load_with_functionals(fe)
+  hop_s = fe.hop_ms / 1000.0
+  rows = []
+  for head in HEADS:
+    hx = head_features(fe, pool, fx, head)
+    for name in names:
+      split = settings()[name]
+      for regime in regimes:
+        parts = {p: pool.arrays.by_speakers(getattr(split, p))
+                 for p in ("val", "test")}
+        lin, hp = head_probs(pool, hx, split, regime, parts, hop_s)
+        rows.append({"head": head, "setting": name, "regime": regime,
+                     "C": lin.C, **{f"{p}_{m}": evaluation.report(
+                         parts[p].labels, hp[m][p], pool.labels)["uar"]
+                                    for p in ("val", "test") for m in MODES}})
+        logging.info("%s", rows[-1])
+  return rows
+
+
 
 
 def scores(probs: Dict[str, List[np.ndarray]], y: Dict[str, np.ndarray],
@@ -736,6 +770,10 @@ def _plot(rel: List[dict], scaled: bool, path: str) -> None:
 def main(argv):
   del argv
   t0 = time.time()
+  if F.head_ablation:
+    atomic_write_text(F.head_ablation, json.dumps(head_ablation(
+        F.regimes, F.settings or list(settings())), indent=1))
+    return
   if F.clips_curve:
     out = clips_curve(F.default_regime,
                       [int(x) for x in F.seed_list or range(F.seeds)])

@@ -81,8 +81,10 @@ flags.DEFINE_bool("clips_curve", False, "Measure calibration with 1..20 "
                   "--default_regime (--seed_list) into --clips_part.")
 flags.DEFINE_enum("head", "functionals", list(HEADS), "The functionals head "
                   "fused with the CNN: the log-Mel functionals, those and "
-                  "the prosodic ones (nsl_ser.prosody) of the waveform, or "
-                  "the prosodic ones alone.")
+                  "the prosodic ones (nsl_ser.prosody) of the waveform, "
+                  "the prosodic ones alone, or the log-Mel functionals "
+                  "without the band levels (functionals.level_free), "
+                  "with or without the prosodic ones.")
 flags.DEFINE_string("head_ablation", None, "Write the head-alone ablation "
                     "(every head, setting and regime) to this JSON and stop.")
 flags.DEFINE_bool("refuse", False, "With --merge: make the fused rows again "
@@ -98,7 +100,8 @@ LOCO = tuple(f"loco_{c}" for c in CORPORA)
 POOLED = "pooled_heldout"
 BASELINES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "baselines.json")
-HEADS = ("functionals", "functionals+prosody", "prosody")
+HEADS = ("functionals", "functionals+prosody", "prosody", "level_free",
+         "level_free+prosody")
 
 
 def fused_suffix(head: Optional[str] = None) -> str:
@@ -217,7 +220,9 @@ def head_features(fe: FrontEndConfig, pool: pooled.Pool,
   """What ``head`` (default ``--head``) sees of each utterance at each
   speed."""
   head = head or F.head
-  if head == "functionals":
+  if head.startswith("level_free"):
+    fx = [functionals.level_free(a, fe.num_mel_bins) for a in fx]
+  if head in ("functionals", "level_free"):
     return fx
   px = prosody_of(fe, pool)
   if head == "prosody":

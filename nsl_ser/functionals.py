@@ -78,6 +78,19 @@ def layout(bands: int) -> dict:
           "contour": np.arange(n - 3, n)}
 
 
+def level_free(x: np.ndarray, bands: int) -> np.ndarray:
+  """Functionals ``x`` [N, num_functionals(bands)] without what a constant
+  per-band gain (a microphone, a room, a codec's equaliser) moves: the
+  band means are dropped and the percentiles taken relative to them. The
+  other groups are unchanged by such a gain already (spreads, differences,
+  regression slopes, cepstral spreads, contour spread, duration)."""
+  x = np.asarray(x)
+  b = bands
+  mean = x[:, :b]
+  pct = x[:, 2 * b:5 * b] - np.tile(mean, (1, 3))
+  return np.concatenate([x[:, b:2 * b], pct, x[:, 5 * b:]], axis=1)
+
+
 def dct_matrix(bands: int, num: int = NUM_CEPSTRA) -> np.ndarray:
   """[num, bands] orthonormal DCT-II (scipy.fft.dct(norm="ortho"))."""
   k, b = np.arange(num)[:, None], np.arange(bands)[None, :]

@@ -244,3 +244,18 @@ def test_cross_fitted_teacher_never_saw_the_speaker(emodb):
   assert p[tr].max(1).mean() < own.max(1).mean()
   # held-out speakers are classified well above chance, not memorised
   assert evaluation.uar(u.labels[tr], p[tr].argmax(1), k) > 1.0 / k + 0.2
+
+
+def test_level_free_functionals_ignore_a_per_band_gain(emodb):
+  """A constant gain per band (another microphone or codec) moves the
+  functionals but not their level-free form."""
+  clip = emodb["utts"].clips(0)[3]
+  gain = np.linspace(-2.0, 1.0, clip.shape[1]).astype(np.float32)
+  a = functionals.functionals(clip, HOP_S)[None]
+  b = functionals.functionals(clip + gain, HOP_S)[None]
+  assert np.abs(a - b).max() > 1.0
+  la = functionals.level_free(a, FE.num_mel_bins)
+  lb = functionals.level_free(b, FE.num_mel_bins)
+  assert la.shape == (1, functionals.num_functionals(FE.num_mel_bins)
+                      - FE.num_mel_bins)
+  np.testing.assert_allclose(la, lb, atol=1e-4)

@@ -57,6 +57,9 @@ from nsl_ser.prepare import PrepareConfig, atomic_write_text, prepare
 from nsl_ser.results import markdown_table, write_results
 
 F = flags.FLAGS
+# The functionals heads compared (--head): see head_features.
+HEADS = ("functionals", "functionals+prosody", "prosody", "level_free",
+         "level_free+prosody")
 flags.DEFINE_string("data_dir", "../shared/data", "Data root.")
 flags.DEFINE_string("work_dir", "work/loco", "Scratch folder.")
 flags.DEFINE_integer("seeds", 3, "Seeds per setting.")
@@ -100,8 +103,6 @@ LOCO = tuple(f"loco_{c}" for c in CORPORA)
 POOLED = "pooled_heldout"
 BASELINES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "baselines.json")
-HEADS = ("functionals", "functionals+prosody", "prosody", "level_free",
-         "level_free+prosody")
 
 
 def fused_suffix(head: Optional[str] = None) -> str:

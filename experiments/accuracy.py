@@ -67,6 +67,8 @@ flags.DEFINE_float("target_degree", 6.0, "Mean graph degree (auto threshold).")
 flags.DEFINE_list("fuse", ["average+speed"],
                   "Rows whose models are also scored fused with the "
                   "functionals head (nsl_ser.functionals): row NAME+functionals.")
+flags.DEFINE_float("teacher_weight", 0.5, "Weight of the functionals head's "
+                   "soft labels in row average+speed+teacher's targets.")
 flags.DEFINE_string("keep_previous", None,
                     "A previous accuracy.json: its runs of configurations not "
                     "run now are kept in the tables, marked † (measured with "
@@ -116,6 +118,11 @@ def configurations(epochs: int) -> Dict[str, recipe.Recipe]:
       "combined": dataclasses.replace(base, train=avg, augment=dataclasses.replace(
           crop, speeds=SPEEDS, mixup_alpha=0.2)),
       "average+speed": final_recipe(epochs, ("average", "speed")),
+      # + soft labels of the functionals head (cross-fitted: each training
+      # speaker labelled by a head that never saw it)
+      "average+speed+teacher": dataclasses.replace(
+          final_recipe(epochs, ("average", "speed")),
+          teacher_weight=F.teacher_weight),
       "final": final,
       "graph": transfer,              # + NSL graph from source embeddings
       "pretrain": transfer,           # initialised from a RAVDESS student
@@ -285,7 +292,8 @@ def run(regimes, names) -> List[dict]:
   stats = normalization.speaker_stats(utts.clips(0), utts.speakers)
   configs = configurations(F.epochs)
   src = SourceModels(fe) if any(n in SOURCE_ROWS for n in names) else None
-  heads = Heads(utts, fe) if any(n in F.fuse for n in names) else None
+  heads = (Heads(utts, fe) if any(n in F.fuse or configs[n].teacher_weight
+                                  for n in names) else None)
   rows = []
   for regime in regimes:
     for name in names:
@@ -309,6 +317,9 @@ def run(regimes, names) -> List[dict]:
               max_neighbors=F.max_nbrs, multiplier=F.multiplier))
         elif name == "pretrain":
           extra["init_from"] = src.student(regime)
+        elif rc.teacher_weight > 0:
+          extra["teacher"] = heads.teacher(regime, split, train.ids,
+                                           len(labels))
         elif name == "finetune":
           extra["init_from"] = src.source(regime)
           rc = dataclasses.replace(rc, train=dataclasses.replace(
@@ -420,6 +431,15 @@ class Heads:
     head, forms = self._cache[key]
     x = forms["calibrated" if regime == "speaker" else "independent"]
     return head.probs(x[[self.row[i] for i in ids]])
+
+  def teacher(self, regime: str, split, ids, num_classes: int) -> np.ndarray:
+    """Soft labels for training utterances ``ids``: the head's
+    probabilities from heads that never saw the utterance's speaker
+    (:func:`nsl_ser.functionals.cross_fitted_probs`)."""
+    p = functionals.cross_fitted_probs(
+        self.x, self.y, self.speakers, split.train, split.val, regime,
+        num_classes, self.hop_s, copies=self.copies)
+    return p[[self.row[i] for i in ids]]
 
 
 def summarize(rows: List[dict], wall: float) -> None:

@@ -539,14 +539,15 @@ NOTE_BASELINES = {("ravdess", "independent"): 31.1, ("ravdess", "calibrated"): 4
 def baselines() -> Dict[str, float]:
   """{``baseline_loco_{corpus}_{mode}``: UAR} of the better SVM, from
   ``experiments/results/baselines.json`` where it has the key, else the
-  note's table."""
+  note's table. The bar is generous: in each cell the better of the
+  fixed-C protocol and C chosen on validation speakers (``_valC``)."""
   s = {}
   if os.path.exists(BASELINES_JSON):
     s = json.load(open(BASELINES_JSON)).get("summary", {})
   out = {}
   for (c, m), v in NOTE_BASELINES.items():
     k = f"baseline_loco_{c}_{m}"
-    out[k] = float(s.get(k, v))
+    out[k] = float(max(s.get(k, v), s.get(k + "_valC", v)))
   return out
 
 
@@ -615,8 +616,9 @@ def summarize(rows: List[dict], wall: float) -> None:
     md += ["\n## Leave one corpus out: the recipe as shipped against "
            "openSMILE + SVM\n\nThe %s-trained recipe as shipped (fused with "
            "the functionals head), the CNN alone, and the better of "
-           "eGeMAPS / ComParE + linear SVM on the same split and classes "
-           "(`experiments/results/baselines.json`, else "
+           "eGeMAPS / ComParE + linear SVM on the same split and classes, "
+           "fixed C or C chosen on validation speakers, whichever scored "
+           "higher on the test corpus (`experiments/results/baselines.json`, else "
            "`../shared/notes/baselines.md`). UAR %%, mean over 3 seeds.\n\n" % g,
            markdown_table(["held-out corpus", "independent: shipped", "CNN",
                            "SVM", "Δ", "calibrated: shipped", "CNN", "SVM",

@@ -10,8 +10,9 @@ temperatures in the sidecar -> model card.
 With ``install`` the result replaces ``tflite_models/default``.
 
 Nothing here is held out: the numbers on the card come from
-``experiments/generalization.py`` (``union_heldout``: the same recipe and
-data with speakers held out), read from its result file.
+``experiments/generalization.py`` (``pooled_heldout``: the same recipe and
+data with speakers held out; ``loco_*``: a whole corpus held out), read
+from its result file.
 """
 from __future__ import annotations
 
@@ -201,7 +202,7 @@ def run_export(cfg: DefaultConfig) -> Dict:
                                        metrics["normalization"]["reference"]),
       functionals_head=metrics.get("functionals_head"),
       temperature={"per_exit": t, "fitted_on": (
-          "experiments/results/generalization.json: union_heldout validation "
+          "experiments/results/generalization.json: pooled_heldout validation "
           "speakers, same recipe and regime (fused with the functionals head "
           "when the model has one), geometric mean over seeds")} if t else None)
   return {f: v["bytes"] for f, v in side["files"].items()
@@ -241,7 +242,9 @@ def install(tflite_dir: str, dest: str) -> None:
   with open(os.path.join(tmp, "LICENCE.md"), "w") as f:
     f.write("# Licence of these models\n\n" + export.LICENCE + "\n\n"
             "RAVDESS: Livingstone & Russo (2018), PLoS ONE 13(5): e0196391, "
-            "CC BY-NC-SA 4.0. EmoDB: Burkhardt et al. (2005), Interspeech.\n")
+            "CC BY-NC-SA 4.0. EmoDB: Burkhardt et al. (2005), Interspeech, "
+            "research use. nEMO: Christop (2024), LREC-COLING, "
+            "CC BY-NC-SA 4.0.\n")
   if os.path.exists(dest):
     shutil.rmtree(dest)
   os.replace(tmp, dest)

@@ -21,7 +21,7 @@ def test_shared_labels_and_speaker_keys():
 
 
 def test_found_corpora(data_dir, tmp_path):
-  assert default_model.found_corpora(data_dir) == ["ravdess", "emodb"]
+  assert default_model.found_corpora(data_dir) == ["ravdess", "emodb", "nemo"]
   with pytest.raises(FileNotFoundError, match="no corpus folder"):
     default_model.found_corpora(str(tmp_path))
 
@@ -42,8 +42,9 @@ def installed(data_dir, tmp_path_factory):
 def test_installed_model_has_card_stages_and_contract(installed):
   cfg, dest = installed
   side = json.load(open(os.path.join(dest, "model.json")))
-  assert side["labels"] == ["neutral", "happy", "sad", "angry", "fearful",
-                            "disgust"]
+  # the emotions all three corpora have (nEMO has no disgust, EmoDB no
+  # surprise)
+  assert side["labels"] == ["neutral", "happy", "sad", "angry", "fearful"]
   assert sorted(os.listdir(dest)) == ["LICENCE.md", "README.md", "labels.txt",
                                       "micro", "model.json", "model_int8.tflite"]
   assert set(side["files"]) == {
@@ -58,15 +59,15 @@ def test_installed_model_has_card_stages_and_contract(installed):
   card = open(os.path.join(dest, "README.md")).read()
   for words in ("## Training data", "## Measured", "## Normalisation contract",
                 "## Intended use", "## Licence", "CC BY-NC-SA", "| ravdess |",
-                "| emodb |", "**Functionals head**", "fused with the functionals head"):
+                "| emodb |", "| nemo |", "Polish", "**Functionals head**", "fused with the functionals head"):
     assert words in card
   metrics = json.load(open(cfg.path("student", "metrics.json")))
-  assert set(metrics["speakers"]) == {"ravdess", "emodb"}
+  assert set(metrics["speakers"]) == {"ravdess", "emodb", "nemo"}
   # the recipe's functionals head, C chosen on each corpus' fold-0
   # validation speakers, then refit on every speaker
   from nsl_ser import functionals, splits
   head = functionals.LinearHead.from_dict(side["functionals_head"])
-  assert head.coef.shape == (6, functionals.num_functionals(40))
+  assert head.coef.shape == (5, functionals.num_functionals(40))
   assert "fusion" in side["functionals_head"]
   val = metrics["functionals_head_validation"]
   assert set(pooled.keys("emodb", splits.get_split("emodb", 0).val)) <= set(val)

@@ -9,10 +9,11 @@ import numpy as np
 from nsl_ser.features import FrontEndConfig
 
 SIDECAR = "model.json"
-LICENCE = ("Trained on RAVDESS (CC BY-NC-SA 4.0: attribution, non-commercial, "
-           "share-alike) and EmoDB (research use only). These models are "
-           "derived from both: non-commercial research use only, same licence "
-           "terms, cite both corpora.")
+LICENCE = ("Trained on acted emotional-speech corpora: RAVDESS and nEMO "
+           "(CC BY-NC-SA 4.0: attribution, non-commercial, share-alike) and "
+           "EmoDB (research use only); the model card names the ones used. "
+           "These models are derived from them: non-commercial research use "
+           "only, same licence terms, cite the corpora.")
 DEVICE_CONTRACT = (
     "Phone models take raw mono 16 kHz float audio in [-1, 1), exactly "
     "clip_samples long (centre-crop longer clips, zero-pad shorter ones "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -34,16 +35,33 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def finite(value: Any) -> Any:
+  """``value`` with every non-finite float (NaN, inf) as None, recursively:
+  strict JSON has no NaN."""
+  if isinstance(value, float):
+    return value if math.isfinite(value) else None
+  if isinstance(value, dict):
+    return {k: finite(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [finite(v) for v in value]
+  return value
+
+
 def write_results(name: str, summary: Dict[str, float], details: Dict[str, Any],
                   markdown: str, out_dir: str = RESULTS_DIR) -> str:
-  """Writes ``summary`` (flat numbers) + details to JSON and a markdown page."""
+  """Writes ``summary`` (flat numbers; a key whose number is not finite is
+  left out) + details (non-finite numbers as null) to JSON and a markdown
+  page."""
   os.makedirs(out_dir, exist_ok=True)
+  summary = {k: v for k, v in summary.items()
+             if not (isinstance(v, float) and not math.isfinite(v))}
   cmd = command_line()
   stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-  payload = {"summary": summary, "command": cmd, "date": stamp,
-             "machine": machine(), **details}
+  payload = finite({"summary": summary, "command": cmd, "date": stamp,
+                    "machine": machine(), **details})
   path = os.path.join(out_dir, f"{name}.json")
-  atomic_write_text(path, json.dumps(payload, indent=2, default=float) + "\n")
+  atomic_write_text(path, json.dumps(finite(json.loads(json.dumps(
+      payload, default=float))), indent=2, allow_nan=False) + "\n")
   atomic_write_text(os.path.join(out_dir, f"{name}.md"),
                     f"# {name}\n\nProduced by `{cmd}` on {stamp} "
                     f"({os.cpu_count()} CPUs).\n\n{markdown}")

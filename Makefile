@@ -1,6 +1,6 @@
 # Two commands do all set-up on a fresh machine:
-#   make run    # creates .venv, installs nsl-ser, runs the pipeline
-#   make test   # creates .venv, installs nsl-ser[dev], runs the test suite
+#   make run    # creates .venv, installs nsl-ser[train], runs the pipeline
+#   make test   # creates .venv, installs nsl-ser[train,dev], runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
 DATA_DIR ?= ../shared/data
@@ -10,7 +10,7 @@ RUN_FLAGS ?=
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -e ".[train,dev]"
 	touch $@
 
 .PHONY: install run test

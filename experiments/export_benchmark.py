@@ -40,8 +40,8 @@ from typing import Callable
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (evaluation, export, functionals, litert, micro,
-                     models, source, splits)
+from nsl_ser import evaluation, export, functionals, micro, models, source, splits
+from nsl_ser.runtime import litert
 from nsl_ser.features import DFT_MODES, FrontEndConfig, LogMel
 from nsl_ser.compat import tf
 from nsl_ser.results import RESULTS_DIR, markdown_table, write_results
@@ -227,8 +227,8 @@ def phone_stream(phone_path: str, audio: np.ndarray) -> dict:
   work left when a window's last hop arrives (``tail_ms``: its last frame,
   then the peak normalisation and log) and a whole window pushed hop by hop
   (``window_ms``: every frame's ``frame_power`` call, from Python)."""
-  from nsl_ser import predict
-  p = predict.load_predictor(phone_path)
+  from nsl_ser.runtime import predictor
+  p = predictor.load_predictor(phone_path)
   stream = p.stream()
   chain = litert.StagedRunner(p.model)
 
@@ -290,26 +290,26 @@ TAUS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.01)
 def phone_tau_curve(phone_path: str, audio: np.ndarray, y: np.ndarray,
                     k: int, head_probs: np.ndarray | None = None) -> list:
   """``nsl-ser predict``'s policy on the phone model for every tau of
-  :data:`TAUS` (``predict.classify_window``: the front end, then stages
+  :data:`TAUS` (``predictor.classify_window``: the front end, then stages
   1..k until the top probability, fused with ``head_probs`` of the clip's
   utterance when given, reaches tau; tau 1.01 is the one-call ``full``
   signature). Per clip the median of ``--phone_passes`` timed windows,
   the taus interleaved within each pass; mean over clips. ``mean_ms_stream``:
-  the same policy on live audio (``predict.classify_streamed``): the
+  the same policy on live audio (``predictor.classify_streamed``): the
   window's frames went through the streaming front end as they arrived,
   the clock starts at its last hop (tau 1.01: every stage in turn); the
   answers must equal the buffered ones."""
-  from nsl_ser import predict
-  p = predict.load_predictor(phone_path)
+  from nsl_ser.runtime import predictor
+  p = predictor.load_predictor(phone_path)
   stream = p.stream()
 
   def one(i: int, tau: float, streamed: bool = False):
     p.head_probs = None if head_probs is None else head_probs[i]
     if not streamed:
-      return predict.classify_window(p, audio[i], tau, "max_prob")
+      return predictor.classify_window(p, audio[i], tau, "max_prob")
     last = stream_but_last_hop(stream.reset, stream.push, stream.frame_step,
                                audio[i])
-    return predict.classify_streamed(p, stream, last, tau, "max_prob")
+    return predictor.classify_streamed(p, stream, last, tau, "max_prob")
 
   for i in range(min(F.warmup, len(audio))):
     for tau in TAUS:
@@ -763,12 +763,12 @@ def main(argv):
                          for n in names)))
   md += ("\n## Early exits on the phone model (LiteRT, 1 thread, audio in)"
          "\n\nPer clip, `nsl-ser predict`'s policy as it runs "
-         "(`predict.classify_window`): the `front_end` signature, then "
+         "(`predictor.classify_window`): the `front_end` signature, then "
          "`stage_1`, `stage_2`, ... (int8 activations passed on) until the "
          "exit's %sprobabilities reach τ; τ 1.01 is the one-call `full` "
          "signature through the same code. Median of %d passes per clip (τ "
          "interleaved), mean over the %d clips. *Streamed*: live audio "
-         "(`predict.classify_streamed`): the window's frames went through "
+         "(`predictor.classify_streamed`): the window's frames went through "
          "the `frame_power` signature as they arrived (`litert.PhoneStream`, "
          "%d B of state), so the clock starts at the last hop: its frame, "
          "`log_mel` (the window's peak normalisation and log), then the "

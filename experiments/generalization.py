@@ -50,8 +50,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (confidence, evaluation, functionals, models,
-                     normalization, pooled, recipe, source, splits)
+from nsl_ser import evaluation, functionals, models, normalization, pooled, recipe, source, splits
+from nsl_ser.runtime import confidence
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.prepare import PrepareConfig, atomic_write_text, prepare
 from nsl_ser.results import markdown_table, write_results

@@ -26,7 +26,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import evaluation, export, litert, models, qat, source, splits
+from nsl_ser import evaluation, export, models, qat, source, splits
+from nsl_ser.runtime import litert
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.results import RESULTS_DIR, markdown_table, write_results
 

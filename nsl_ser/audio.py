@@ -6,8 +6,10 @@ abandoned upstream and its ops do not load on TF >= 2.18.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from typing import Union
 
 import numpy as np
@@ -29,6 +31,30 @@ class AudioError(ValueError):
     super().__init__(f"{path}: {reason}")
     self.path = str(path)
     self.reason = reason
+
+
+def file_kind(path: str) -> Optional[str]:
+  """None for a regular file (or a link to one), else what it is:
+  'missing', 'a symlink loop', 'a folder', 'a FIFO', 'a device', 'a socket'."""
+  try:
+    st = os.stat(path)
+  except FileNotFoundError:
+    return "a broken symlink" if os.path.islink(path) else "missing"
+  except OSError as e:
+    if e.errno == errno.ELOOP:
+      return "a symlink loop"
+    return f"unreadable ({e.strerror})"
+  if stat.S_ISREG(st.st_mode):
+    return None
+  if stat.S_ISDIR(st.st_mode):
+    return "a folder"
+  if stat.S_ISFIFO(st.st_mode):
+    return "a FIFO"
+  if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+    return "a device"
+  if stat.S_ISSOCK(st.st_mode):
+    return "a socket"
+  return "not a regular file"
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -70,8 +96,9 @@ def load_audio(path: PathOrBytes, sample_rate: int = SAMPLE_RATE,
   if name is None:
     name = "<bytes>" if isinstance(path, bytes) else os.fspath(path)
   source = io.BytesIO(path) if isinstance(path, bytes) else path
-  if not isinstance(path, bytes) and not os.path.isfile(path):
-    raise AudioError(name, "file not found")
+  kind = None if isinstance(path, bytes) else file_kind(path)
+  if kind is not None:  # a FIFO would block, a device never end
+    raise AudioError(name, "file not found" if kind == "missing" else f"is {kind}")
   try:
     samples, sr = sf.read(source, dtype="float32", always_2d=False)
   except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

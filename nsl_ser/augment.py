@@ -140,7 +140,7 @@ def windows(clip: np.ndarray, num_frames: int, hop_frames: int, pad_value
   """The ``num_frames`` windows of a whole clip that ``nsl-ser predict``
   classifies (``hop_frames`` apart, the last flush with the end); a clip
   up to one window is its centre-padded :func:`crop`."""
-  from nsl_ser.predict import window_starts
+  from nsl_ser.front_end import window_starts
   if clip.shape[0] <= num_frames:
     return [crop(clip, num_frames, pad_value, None)]
   return [clip[s:s + num_frames]

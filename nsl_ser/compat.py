@@ -19,10 +19,15 @@ import sys
 import time
 import types
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from nsl_ser.logs import VERBOSE_ENV, quiet_native_logs  # noqa: E402
 
-import tensorflow as tf  # noqa: E402
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# oneDNN / CUDA start-up lines: only with --verbosity (nsl_ser.logs)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL",
+                      "0" if os.environ.get(VERBOSE_ENV) else "3")
+
+with quiet_native_logs():
+  import tensorflow as tf  # noqa: E402
 
 
 def _install_estimator_stub() -> None:
@@ -44,8 +49,9 @@ def _install_estimator_stub() -> None:
 
 _install_estimator_stub()
 
-import tf_keras as keras  # noqa: E402
-import neural_structured_learning as nsl  # noqa: E402
+with quiet_native_logs():
+  import tf_keras as keras  # noqa: E402
+  import neural_structured_learning as nsl  # noqa: E402
 from neural_structured_learning.tools import graph_utils as _graph_utils  # noqa: E402
 
 

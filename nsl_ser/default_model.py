@@ -26,7 +26,7 @@ import numpy as np
 
 from nsl_ser import corpora, models
 from nsl_ser.pipeline import Stage
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser.atomic import atomic_write_text
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERALIZATION = os.path.join(REPO_ROOT, "experiments", "results",

@@ -19,8 +19,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from nsl_ser import litert
-from nsl_ser.litert import schema
+from nsl_ser.runtime import litert
+from nsl_ser.runtime.litert import schema
 
 DOCS_URL = "https://coral.ai/docs/edgetpu/models-intro/#supported-operations"
 # The documented table (TFLite builtin names), checked against a copy of the

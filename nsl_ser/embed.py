@@ -16,7 +16,7 @@ import numpy as np
 
 from nsl_ser import data, models, records
 from nsl_ser.compat import keras
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser.atomic import atomic_write_text
 
 NORMALIZE = ("speaker", "corpus", "none")
 

@@ -9,66 +9,12 @@ centre ``clip_seconds``; shorter clips are zero-padded evenly on both sides.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 from typing import Any, Dict, Tuple
 
 import numpy as np
 
 from nsl_ser.compat import keras, tf
-
-
-@dataclasses.dataclass(frozen=True)
-class FrontEndConfig:
-  """Log-Mel front-end parameters (the defaults are the device contract)."""
-  sample_rate: int = 16000
-  clip_seconds: float = 3.0
-  window_ms: float = 25.0
-  hop_ms: float = 10.0
-  fft_length: int = 512
-  num_mel_bins: int = 40
-  lower_hz: float = 20.0
-  upper_hz: float = 7600.0
-  log_floor: float = 1e-6
-  # Scale each input (clip or window) to peak 1 before the spectrum, so
-  # that recording level does not move the features against the fixed log
-  # floor (RAVDESS peaks near -35 dBFS, EmoDB near -8 dBFS; see
-  # experiments/results/generalization.md).
-  peak_normalize: bool = True
-
-  @property
-  def clip_samples(self) -> int:
-    return int(round(self.sample_rate * self.clip_seconds))
-
-  @property
-  def frame_length(self) -> int:
-    return int(round(self.sample_rate * self.window_ms / 1000.0))
-
-  @property
-  def frame_step(self) -> int:
-    return int(round(self.sample_rate * self.hop_ms / 1000.0))
-
-  @property
-  def num_frames(self) -> int:
-    return 1 + (self.clip_samples - self.frame_length) // self.frame_step
-
-  @property
-  def feature_shape(self):
-    return (self.num_frames, self.num_mel_bins)
-
-  def to_dict(self) -> Dict[str, Any]:
-    return dataclasses.asdict(self)
-
-  @classmethod
-  def from_dict(cls, d: Dict[str, Any]) -> "FrontEndConfig":
-    """Unknown keys are ignored; a dict without ``peak_normalize`` comes
-    from a model made before it existed (False)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{"peak_normalize": False,
-                  **{k: v for k, v in d.items() if k in names}})
-
-  def to_json(self) -> str:
-    return json.dumps(self.to_dict(), sort_keys=True)
+from nsl_ser.front_end import PEAK_FLOOR, FrontEndConfig  # noqa: F401 (re-exported)
 
 
 def fix_length(waveform: tf.Tensor, length: int) -> tf.Tensor:
@@ -140,7 +86,6 @@ def fold_frames(frames: tf.Tensor, length: int) -> Tuple[tf.Tensor, tf.Tensor]:
 
 
 DFT_MODES = ("fft", "matmul")
-PEAK_FLOOR = 1.0 / 32768.0  # 1 LSB of 16-bit audio: silence is not amplified
 
 
 def peak_abs(waveform: tf.Tensor) -> tf.Tensor:

@@ -20,9 +20,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import convert, early_exit, litert, models
+from nsl_ser import convert, early_exit, models
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
-from nsl_ser.litert import ModelError, QParams
+from nsl_ser.runtime.litert import ModelError, QParams
 
 DEFAULT_ARENA = 1 << 20
 # Relative scale difference below which int8 values pass a stage boundary

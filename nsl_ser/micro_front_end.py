@@ -381,7 +381,7 @@ def check_sources(src_dir: str) -> None:
   """Raises ModelError naming the file if a source differs from the
   checksum its export's ``model.json`` records (sources outside an export
   are not checked)."""
-  from nsl_ser import litert
+  from nsl_ser.runtime import litert
   for name in SOURCES:
     path = os.path.join(src_dir, name)
     if not os.path.exists(path):

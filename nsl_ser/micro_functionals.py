@@ -294,9 +294,10 @@ def sources(head: functionals.LinearHead,
             front_end: FrontEndConfig = FrontEndConfig(),
             temperatures: Sequence[float] = ()) -> Dict[str, str]:
   """{name: text} of :data:`SOURCES` for ``head``; ``temperatures``: one
-  per exit, in order (:func:`nsl_ser.confidence.apply_temperature` after
+  per exit, in order (:func:`nsl_ser.runtime.confidence.apply_temperature` after
   the fusion; none: 1)."""
-  from nsl_ser import confidence, normalization
+  from nsl_ser import normalization
+  from nsl_ser.runtime import confidence
   classes, dims = head.coef.shape
   if dims != functionals.num_functionals(front_end.num_mel_bins):
     raise ValueError(f"head has {dims} functionals, the front end gives "

@@ -55,7 +55,7 @@ def render(side: dict, metrics: dict, gen: Optional[dict],
       "the next stage takes), or `full` (audio -> every exit) in one call; "
       "for live audio `frame_power` (each frame's audio as it arrives) and "
       "`log_mel` (the window's end) replace `front_end`, with the same "
-      "features (`nsl_ser.litert.PhoneStream`).",
+      "features (`nsl_ser.runtime.litert.PhoneStream`).",
       *([f"- **Functionals head**: {len(side['functionals_head']['coef'][0])} "
          "statistics of the utterance's log-Mel speech frames + logistic "
          "regression (sidecar `functionals_head`; trained on every "

@@ -20,7 +20,7 @@ from typing import Callable, Dict, List
 
 from tqdm import tqdm
 
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser.atomic import atomic_write_text
 
 MANIFEST = "run_manifest.json"
 

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nsl_ser import audio, corpora, records
+from nsl_ser.atomic import atomic_write, atomic_write_text
 
 SUMMARY = "summary.json"
 MANIFEST_FIELDS = ("id", "path", "corpus", "speaker", "gender", "label",
@@ -40,21 +41,11 @@ class PrepareConfig:
   progress: bool = True
 
 
-def atomic_write_text(path: str, text: str) -> None:
-  """Writes ``path`` via a temporary file and a rename."""
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    f.write(text)
-  os.replace(tmp, path)
-
-
 def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence]) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
+  with atomic_write(path, "w", newline="") as f:
     w = csv.writer(f)
     w.writerow(header)
     w.writerows(rows)
-  os.replace(tmp, path)
 
 
 def read_csv(path: str) -> List[dict]:

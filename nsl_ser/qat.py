@@ -28,7 +28,7 @@ the same kind of full-integer model.
 * :func:`convert_qat_int8`: full-integer int8 TFLite, batch 1, static
   shape, signature outputs ``exit_1..exit_K``.
 * :func:`compare` / :func:`choose`: PTQ vs QAT UAR per exit on held-out
-  clips, both int8 TFLite run through :mod:`nsl_ser.litert`. The exporter
+  clips, both int8 TFLite run through :mod:`nsl_ser.runtime.litert`. The exporter
   makes the choice (:mod:`nsl_ser.export.quantize`); this module never
   calls the exporter.
 
@@ -50,8 +50,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import (convert, data, evaluation, litert, models, self_distill,
-                     training)
+from nsl_ser import convert, data, evaluation, models, self_distill, training
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras, tf, tfmot
 
 qk = tfmot().quantization.keras

@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import Any, Dict, Sequence
 
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser.atomic import atomic_write_text
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments", "results")

@@ -18,7 +18,7 @@ from nsl_ser import (augment, data, models, normalization, records,
                      recipe as recipe_lib, splits)
 from nsl_ser.compat import keras
 from nsl_ser.features import FrontEndConfig
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser.atomic import atomic_write_text
 
 MODEL_FILE = "model.keras"
 METRICS_FILE = "metrics.json"

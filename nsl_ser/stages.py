@@ -9,7 +9,7 @@ import numpy as np
 
 from nsl_ser import models, source
 from nsl_ser.pipeline import RunConfig, Stage
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser.atomic import atomic_write_text
 
 
 def _records(cfg: RunConfig, corpus: str) -> str:
@@ -151,7 +151,8 @@ def run_evaluate(cfg: RunConfig) -> Dict:
   in ``per_exit_cnn``), the adaptive policy's τ curve, and the measured
   latency (1 thread, audio in) of a window stopping at each exit and of
   the one-call model."""
-  from nsl_ser import early_exit, evaluation, export, litert, splits
+  from nsl_ser import early_exit, evaluation, export, splits
+  from nsl_ser.runtime import litert
   labels = source.read_labels(cfg.path("student"))
   split = splits.get_split(cfg.target, cfg.fold)
   audio, y, ids = export.load_audio(_records(cfg, cfg.target), labels, split.test)

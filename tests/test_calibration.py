@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from nsl_ser import calibration, normalization, predict
-from nsl_ser.features import FrontEndConfig, LogMel
+from nsl_ser import front_end, normalization
+from nsl_ser.runtime import calibration, predictor
+from nsl_ser.front_end import FrontEndConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,11 +38,11 @@ def test_file_statistics_equal_the_batch_statistics(speaker_dir):
   statistics of the same clips' speech frames; the broken file is skipped
   with its reason; the JSON round trip keeps the numbers."""
   fe = FrontEndConfig()
-  files = predict.expand_paths([speaker_dir])
+  files = predictor.expand_paths([speaker_dir])
   stats, used, skipped = calibration.speaker_stats(files, fe)
   assert len(used) == 12 and [os.path.basename(f) for f, _ in skipped] == ["broken.wav"]
   from nsl_ser import audio
-  clips = [LogMel(fe)(audio.load_audio(f)[None])[0].numpy() for f in used]
+  clips = [front_end.log_mel(audio.load_audio(f), fe) for f in used]
   batch = normalization.stats_of(clips)
   assert stats.count == batch.count
   np.testing.assert_allclose(stats.mean, batch.mean, rtol=1e-6, atol=1e-6)
@@ -59,7 +60,7 @@ def test_no_usable_clip_is_a_clear_error(tmp_path):
   (tmp_path / "a.wav").write_bytes(b"nonsense")
   sf.write(str(tmp_path / "silent.wav"), np.zeros(16000, np.float32), 16000)
   with pytest.raises(calibration.CalibrationError, match="no usable clip"):
-    calibration.speaker_stats(predict.expand_paths([str(tmp_path)]))
+    calibration.speaker_stats(predictor.expand_paths([str(tmp_path)]))
   r = _cli("calibrate", str(tmp_path), f"--out={tmp_path / 's.json'}")
   assert r.returncode == 1 and "no usable clip" in r.stderr
   assert "Traceback" not in r.stderr and not (tmp_path / "s.json").exists()
@@ -74,29 +75,29 @@ def test_calibration_sits_between_front_end_and_stages(emodb_files):
   speaker's own statistics the stages see x * scale + shift of the front
   end's features; tau=0 runs stage 1 only."""
   from nsl_ser import audio
-  side = json.load(open(os.path.join(os.path.dirname(predict.DEFAULT_MODEL),
+  side = json.load(open(os.path.join(os.path.dirname(predictor.DEFAULT_MODEL),
                                      "model.json")))
   ref = normalization.BandStats.from_dict(side["normalization"]["reference"])
-  plain = predict.load_predictor(predict.DEFAULT_MODEL)
-  same = predict.load_predictor(predict.DEFAULT_MODEL, speaker=ref)
+  plain = predictor.load_predictor(predictor.DEFAULT_MODEL)
+  same = predictor.load_predictor(predictor.DEFAULT_MODEL, speaker=ref)
   assert plain.staged and same.exits == plain.exits and same.labels == plain.labels
   files = [f for f in emodb_files if os.path.basename(f).startswith("03")][:8]
   spk, _, _ = calibration.speaker_stats(files)
-  cal = predict.load_predictor(predict.DEFAULT_MODEL, speaker=spk)
+  cal = predictor.load_predictor(predictor.DEFAULT_MODEL, speaker=spk)
   # a calibrated model always runs the stage chain; so does plain here (at
   # tau > 1 it would answer from its one-call signature: test_predict)
   plain.run_full = lambda window: None
   for f in files[:4]:
     x = audio.load_audio(f)
-    a = predict.predict_waveform(plain, x, tau=1.01, use_vad=False)[0]
-    b = predict.predict_waveform(same, x, tau=1.01, use_vad=False)[0]
+    a = predictor.predict_waveform(plain, x, tau=1.01, use_vad=False)[0]
+    b = predictor.predict_waveform(same, x, tau=1.01, use_vad=False)[0]
     np.testing.assert_allclose(a.probs, b.probs, atol=1e-6)
   window = np.pad(x, (0, max(0, 48000 - len(x))))[:48000]
   cal.start(window)
   raw = plain.model.run("front_end", audio=window[None])["features"]
-  scale, shift = normalization.affine(spk, ref)
+  scale, shift = normalization.affine(calibration.shrunk(spk, ref), ref)
   np.testing.assert_allclose(cal._x, raw * scale + shift, atol=1e-5)
-  first = predict.predict_waveform(cal, x, tau=0.0, use_vad=False)[0]
+  first = predictor.predict_waveform(cal, x, tau=0.0, use_vad=False)[0]
   assert first.exit == "exit_1" and len(cal._done) == 1
 
 
@@ -117,8 +118,8 @@ def test_calibrate_self_and_saved_statistics_agree(speaker_dir, tmp_path):
   b = json.load(open(tmp_path / "saved.json"))
   assert len(a["results"]) == 12 and [s["file"] for s in a["skipped"]] == [
       os.path.join(speaker_dir, "broken.wav")]
-  assert [(x["path"], x["emotion"]) for x in a["results"]] == [
-      (x["path"], x["emotion"]) for x in b["results"]]
-  labels = json.load(open(os.path.join(os.path.dirname(predict.DEFAULT_MODEL),
+  assert [(x["file"], x["emotion"]) for x in a["results"]] == [
+      (x["file"], x["emotion"]) for x in b["results"]]
+  labels = json.load(open(os.path.join(os.path.dirname(predictor.DEFAULT_MODEL),
                                        "model.json")))["labels"]
   assert {x["emotion"] for x in a["results"]} <= set(labels)

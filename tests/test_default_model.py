@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from nsl_ser import default_model, pooled, predict
+from nsl_ser import default_model, pooled
+from nsl_ser.runtime import predictor
 
 
 def test_shared_labels_and_speaker_keys():
@@ -86,13 +87,13 @@ def test_installed_model_predicts_plain_and_calibrated(installed, emodb_files):
   _, dest = installed
   path = os.path.join(dest, "model_int8.tflite")
   files = [f for f in emodb_files if os.path.basename(f).startswith("08")][:6]
-  p = predict.load_predictor(path)
+  p = predictor.load_predictor(path)
   assert p.head is not None  # predict fuses the exits with the head
-  plain, skipped = predict.predict_paths(p, files, tau=1.01)
+  plain, skipped = predictor.predict_paths(p, files, tau=1.01)
   assert not skipped and len(plain) == 6
-  from nsl_ser import calibration
+  from nsl_ser.runtime import calibration
   spk, used, _ = calibration.speaker_stats(files)
-  cal, _ = predict.predict_paths(predict.load_predictor(path, speaker=spk),
+  cal, _ = predictor.predict_paths(predictor.load_predictor(path, speaker=spk),
                                  files, tau=1.01)
   labels = json.load(open(os.path.join(dest, "model.json")))["labels"]
   for r in plain + cal:
@@ -106,9 +107,10 @@ def test_shipped_c_sources_are_the_generators_and_build(tmp_path):
   generators write for the shipped model (front end with stage 1's input
   qparams; head with its weights and per-exit temperatures), recorded in
   model.json, and it builds (C99, -Werror)."""
-  from nsl_ser import functionals, litert, micro, micro_front_end, micro_functionals
+  from nsl_ser import functionals, micro, micro_front_end, micro_functionals
+  from nsl_ser.runtime import litert
   from nsl_ser.features import FrontEndConfig
-  root = os.path.dirname(predict.DEFAULT_MODEL)
+  root = os.path.dirname(predictor.DEFAULT_MODEL)
   side = json.load(open(os.path.join(root, "model.json")))
   fe = FrontEndConfig.from_dict(side["front_end"])
   qp = micro.stage_input_qparams(

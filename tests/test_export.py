@@ -13,10 +13,11 @@ import sys
 import numpy as np
 import pytest
 
-from nsl_ser import data, edgetpu, export, litert, micro, models, records, splits
+from nsl_ser import data, edgetpu, export, micro, models, records, splits
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras, tf
 from nsl_ser.features import FrontEndConfig
-from nsl_ser.litert import ModelError
+from nsl_ser.runtime.litert import ModelError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXITS = [f"exit_{k}" for k in range(1, 5)]
@@ -207,9 +208,9 @@ def test_phone_model_streams_live_audio(out, student, emodb, tmp_path):
   nothing before the window is complete, ignores samples past it; predict
   on the stream (classify_streamed) gives classify_window's answers. A
   model without it, or a wrong frame step, is a clear error."""
-  from nsl_ser import predict
+  from nsl_ser.runtime import predictor
   fe = FrontEndConfig()
-  p = predict.load_predictor(os.path.join(out, "model_int8.tflite"))
+  p = predictor.load_predictor(os.path.join(out, "model_int8.tflite"))
   stream = p.stream()
   chain = litert.StagedRunner(p.model)
   rng = np.random.default_rng(0)
@@ -224,10 +225,10 @@ def test_phone_model_streams_live_audio(out, student, emodb, tmp_path):
       stream.push(np.ones(500, np.float32))  # past the window
       np.testing.assert_array_equal(stream.features(), want)
     for tau in (0.0, 0.8, 1.01):
-      probs, name, _ = predict.classify_window(p, a, tau, "max_prob")
+      probs, name, _ = predictor.classify_window(p, a, tau, "max_prob")
       stream.reset()
       stream.push(a[:-fe.frame_step])
-      sp, sn, ms = predict.classify_streamed(p, stream, a[-fe.frame_step:],
+      sp, sn, ms = predictor.classify_streamed(p, stream, a[-fe.frame_step:],
                                              tau, "max_prob")
       assert sn == name and ms > 0
       if tau <= 1:  # tau > 1: the chain against the one-call model
@@ -235,7 +236,7 @@ def test_phone_model_streams_live_audio(out, student, emodb, tmp_path):
   stream.reset()
   stream.push(a[:100])
   with pytest.raises(ValueError, match="holds 200 of the window's 48000"):
-    predict.classify_streamed(p, stream, a[100:200], 0.8, "max_prob")
+    predictor.classify_streamed(p, stream, a[100:200], 0.8, "max_prob")
   with pytest.raises(ModelError, match="frame_step 7 does not match"):
     litert.PhoneStream(p.model, 7)
   old = str(tmp_path / "old.tflite")
@@ -294,17 +295,18 @@ def test_one_signature_int8_phone_model(student, emodb):
 def test_calibration_needs_a_staged_phone_model(student, tmp_path):
   """An older one-signature-per-exit phone model still predicts, but
   cannot be calibrated to a speaker: a clear error naming the file."""
-  from nsl_ser import normalization, predict
+  from nsl_ser import normalization
+  from nsl_ser.runtime import predictor
   path = str(tmp_path / "model_int8.tflite")
   with open(path, "wb") as f:
     f.write(export.convert_phone(student[0]))
   with open(tmp_path / "labels.txt", "w") as f:
     f.write("\n".join("abcdefg"))
-  p = predict.load_predictor(path)
+  p = predictor.load_predictor(path)
   assert not p.staged and p.exits == EXITS
   spk = normalization.BandStats(10, np.zeros(40), np.ones(40) * 10)
   with pytest.raises(ModelError, match=r"model_int8.tflite.*staged"):
-    predict.load_predictor(path, speaker=spk)
+    predictor.load_predictor(path, speaker=spk)
 
 
 def _network_constants(data: bytes, signatures) -> set:

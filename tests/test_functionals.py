@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from nsl_ser import (augment, calibration, evaluation, functionals,
-                     normalization, records, source, splits)
+from nsl_ser import augment, evaluation, functionals, normalization, records, source, splits
+from nsl_ser.runtime import calibration
 from nsl_ser.features import FrontEndConfig
 
 FE = FrontEndConfig()
@@ -177,7 +177,7 @@ def test_c_head_matches_numpy(emodb, tmp_path):
   clips' features: 3 s windows, the longest whole clip, a window padded with
   the log floor and a single frame; the per-exit temperatures after the
   fusion as predict applies them."""
-  from nsl_ser import confidence
+  from nsl_ser.runtime import confidence
   from nsl_ser import micro_functionals as mf
   u, x, k, _, (tr, va, _), ref = fold0(emodb)
   head = functionals.fit_head(x[tr], u.labels[tr], x[va], u.labels[va], k, HOP_S, ref)

@@ -86,6 +86,55 @@ def test_exporter_is_the_only_orchestrator():
   """Nothing the exporter calls imports it back."""
   graph = import_graph()
   callees = ("nsl_ser.convert", "nsl_ser.micro", "nsl_ser.qat",
-             "nsl_ser.edgetpu", "nsl_ser.micro_front_end", "nsl_ser.litert")
+             "nsl_ser.edgetpu", "nsl_ser.micro_front_end", "nsl_ser.runtime.litert")
   for m in callees:
     assert not any(d.startswith("nsl_ser.export") for d in graph[m]), m
+
+
+def closure(graph: Dict[str, Set[str]], roots) -> Set[str]:
+  """Every nsl_ser module ``roots`` reach through their imports."""
+  seen, todo = set(), list(roots)
+  while todo:
+    m = todo.pop()
+    if m not in seen:
+      seen.add(m)
+      todo.extend(graph.get(m, ()))
+  return seen
+
+
+# what the runtime (predict, calibrate) may import: numpy-only libraries
+# shared with training, nothing that needs TensorFlow
+RUNTIME_MAY_IMPORT = {"nsl_ser", "nsl_ser.front_end", "nsl_ser.audio",
+                      "nsl_ser.corpora", "nsl_ser.early_exit",
+                      "nsl_ser.functionals", "nsl_ser.normalization",
+                      "nsl_ser.evaluation", "nsl_ser.atomic", "nsl_ser.logs",
+                      "nsl_ser.cli"}
+
+
+def test_runtime_imports_nothing_from_training_or_export():
+  graph = import_graph()
+  runtime = {m for m in graph if m.startswith("nsl_ser.runtime")}
+  assert {"nsl_ser.runtime.litert", "nsl_ser.runtime.predictor",
+          "nsl_ser.runtime.calibration"} <= runtime
+  # the .keras path (nsl_ser.keras_predictor, imported lazily for .keras
+  # models) is the one door back to TensorFlow
+  graph = {m: d - {"nsl_ser.keras_predictor"} for m, d in graph.items()}
+  reached = closure(graph, runtime | {"nsl_ser.cli.predict",
+                                      "nsl_ser.cli.calibrate"})
+  outside = reached - runtime - RUNTIME_MAY_IMPORT - {
+      "nsl_ser.cli.predict", "nsl_ser.cli.calibrate"}
+  assert outside == set()
+
+
+def test_closure_follows_imports():
+  assert closure({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a"}}, ["a"]) == {"a", "b", "c"}
+
+
+def test_training_does_not_reach_into_inference():
+  """The training layer takes window_starts and the front end from the
+  features layer, never from the runtime's predictor."""
+  graph = import_graph()
+  for m in ("nsl_ser.augment", "nsl_ser.data", "nsl_ser.training",
+            "nsl_ser.features", "nsl_ser.models", "nsl_ser.source",
+            "nsl_ser.self_distill", "nsl_ser.nsl_train", "nsl_ser.functionals"):
+    assert not any(d.startswith("nsl_ser.runtime") for d in closure(graph, [m])), m

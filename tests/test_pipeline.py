@@ -86,9 +86,10 @@ def test_outputs_and_report(resumed_run, data_dir):
   assert ev["fused"] and set(ev["per_exit_cnn"]) == set(side["exits"])
   assert lat["functionals_head"] > 0 and "functionals head adds" in report
   assert "functionals head" in side["functionals_head"]["fusion"]
-  from nsl_ser import functionals, predict
+  from nsl_ser import functionals
+  from nsl_ser.runtime import predictor
   from nsl_ser.features import LogMel
-  p = predict.load_predictor(os.path.join(work, "tflite", "model_int8.tflite"))
+  p = predictor.load_predictor(os.path.join(work, "tflite", "model_int8.tflite"))
   assert p.head is not None
   clip = np.asarray(soundfile.read(sorted(glob.glob(os.path.join(
       data_dir, "emodb", "wav", "*.wav")))[0])[0], np.float32)

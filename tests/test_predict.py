@@ -10,38 +10,39 @@ import pytest
 import soundfile as sf
 import soxr
 
-from nsl_ser import audio, predict, vad
+from nsl_ser import audio
+from nsl_ser.runtime import predictor, vad
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def default_model():
-  assert os.path.exists(predict.DEFAULT_MODEL), "tflite_models/default is missing"
-  return predict.load_predictor(predict.DEFAULT_MODEL)
+  assert os.path.exists(predictor.DEFAULT_MODEL), "tflite_models/default is missing"
+  return predictor.load_predictor(predictor.DEFAULT_MODEL)
 
 
 def test_window_starts():
-  assert predict.window_starts(100, 300, 150) == [0]
-  assert predict.window_starts(300, 300, 150) == [0]
-  assert predict.window_starts(700, 300, 150) == [0, 150, 300, 400]
-  assert predict.window_starts(750, 300, 150) == [0, 150, 300, 450]
+  assert predictor.window_starts(100, 300, 150) == [0]
+  assert predictor.window_starts(300, 300, 150) == [0]
+  assert predictor.window_starts(700, 300, 150) == [0, 150, 300, 400]
+  assert predictor.window_starts(750, 300, 150) == [0, 150, 300, 450]
 
 
 def test_default_model_has_exits_labels_and_licence(default_model):
   assert default_model.exits[0] == "exit_1" and len(default_model.exits) >= 2
   assert "angry" in default_model.labels
-  side = json.load(open(os.path.join(os.path.dirname(predict.DEFAULT_MODEL),
+  side = json.load(open(os.path.join(os.path.dirname(predictor.DEFAULT_MODEL),
                                      "model.json")))
   assert "CC BY-NC-SA" in side["licence"]
   # int8 network + front end (190 KiB int8 DFT basis, 76 KiB float Mel matrix)
-  assert os.path.getsize(predict.DEFAULT_MODEL) < 500_000
+  assert os.path.getsize(predictor.DEFAULT_MODEL) < 500_000
 
 
 def test_default_model_streams_live_audio(default_model, emodb_files):
   """The committed model's streaming front end, fed 10 ms at a time as a
   microphone would, gives its front_end's features and predict's answer."""
-  from nsl_ser import litert
+  from nsl_ser.runtime import litert
   fe = default_model.front_end
   w = np.zeros(fe.clip_samples, np.float32)
   x = audio.load_audio(emodb_files[3])[:fe.clip_samples]
@@ -50,19 +51,19 @@ def test_default_model_streams_live_audio(default_model, emodb_files):
   for i in range(0, len(w) - fe.frame_step, fe.frame_step):
     stream.push(w[i:i + fe.frame_step])
   assert stream.features() is None
-  probs, name, _ = predict.classify_streamed(
+  probs, name, _ = predictor.classify_streamed(
       default_model, stream, w[len(w) - fe.frame_step:], 0.8, "max_prob")
   np.testing.assert_array_equal(
       stream.features(), litert.StagedRunner(default_model.model).features(w[None]))
-  want, want_name, _ = predict.classify_window(default_model, w, 0.8, "max_prob")
+  want, want_name, _ = predictor.classify_window(default_model, w, 0.8, "max_prob")
   assert name == want_name
   np.testing.assert_array_equal(probs, want)
 
 
 def test_tau_controls_the_exit(default_model, emodb_files):
   x = audio.load_audio(emodb_files[0])
-  first = predict.predict_waveform(default_model, x, tau=0.0)
-  full = predict.predict_waveform(default_model, x, tau=1.01)
+  first = predictor.predict_waveform(default_model, x, tau=0.0)
+  full = predictor.predict_waveform(default_model, x, tau=1.01)
   assert [w.exit for w in first] == ["exit_1"]
   assert [w.exit for w in full] == [default_model.exits[-1]]
 
@@ -71,7 +72,7 @@ def test_tau_above_one_runs_the_one_call_model(emodb_files):
   """tau > 1 never stops early, so a staged model answers with its one-call
   ``full`` signature: the stage chain's numbers within int8 rounding,
   without calling the front end or the stages."""
-  p = predict.load_predictor(predict.DEFAULT_MODEL)
+  p = predictor.load_predictor(predictor.DEFAULT_MODEL)
   last = p.exits[-1]
   for f in emodb_files[:40:8]:
     x = audio.load_audio(f)
@@ -82,7 +83,7 @@ def test_tau_above_one_runs_the_one_call_model(emodb_files):
     p.start(w)
     chain = p.exit_probs(last, w)
     p.start = p.run_exit = None  # the one-call path needs neither
-    probs, name, _ = predict.classify_window(p, w, 1.01, "max_prob")
+    probs, name, _ = predictor.classify_window(p, w, 1.01, "max_prob")
     del p.start, p.run_exit
     assert name == last
     # two int8 graphs: measured up to 0.016 apart fused (0.039, 10 output
@@ -96,7 +97,7 @@ def _confident_clips(p, files, emotion, n):
     if os.path.basename(f)[5] != emotion[1]:
       continue
     x = audio.load_audio(f)
-    w = predict.predict_waveform(p, x, tau=1.01)[0]
+    w = predictor.predict_waveform(p, x, tau=1.01)[0]
     if w.emotion == emotion[0] and w.confidence > 0.6 and len(x) > 24000:
       out.append(x)
     if sum(len(c) for c in out) >= n:
@@ -123,14 +124,14 @@ def test_timeline_of_a_60s_file_matches_its_segments(default_model, emodb_files,
     t += seg_len
   path = str(tmp_path / "sixty.wav")
   sf.write(path, np.concatenate(pieces), 16000)
-  r = predict.predict_file(default_model, path, tau=1.01, hop_seconds=1.0)
+  r = predictor.predict_file(default_model, path, tau=1.01, hop_seconds=1.0)
   assert abs(r.windows[-1].end - 60.0) < 1e-6
   inside = [(w, e) for w in r.windows for s, end, e in bounds
             if w.start >= s and w.end <= end]
   assert len(inside) >= 30
   hits = sum(w.emotion == e for w, e in inside)
   assert hits / len(inside) >= 0.8, [(w.start, w.emotion, e) for w, e in inside]
-  segs = predict.segments(r.windows)
+  segs = predictor.segments(r.windows)
   assert segs[0]["start"] == 0.0 and segs[-1]["end"] == 60.0
 
 
@@ -149,13 +150,13 @@ def test_folder_with_bad_files(tmp_path, emodb_files):
                      capture_output=True, text=True)
   assert r.returncode == 0, r.stderr[-2000:]
   res = json.load(open(out))
-  assert [os.path.basename(x["path"]) for x in res["results"]] == ["stereo48k.wav"]
+  assert [os.path.basename(x["file"]) for x in res["results"]] == ["stereo48k.wav"]
   skipped = {os.path.basename(s["file"]): s["reason"] for s in res["skipped"]}
   assert set(skipped) == {"corrupt.wav", "notes.wav"}
   assert all("not readable" in v for v in skipped.values())
   assert "stereo48k.wav" in r.stdout and "skipped" in r.stderr
   assert res["results"][0]["emotion"] in json.load(open(os.path.join(
-      os.path.dirname(predict.DEFAULT_MODEL), "model.json")))["labels"]
+      os.path.dirname(predictor.DEFAULT_MODEL), "model.json")))["labels"]
 
 
 # --- voice activity detection --------------------------------------------
@@ -210,7 +211,7 @@ def test_vad_threshold_follows_the_noise_and_the_floor():
   assert vad.speech_spans(np.zeros(SR, np.float32), SR) == []
 
 
-class _Counting(predict.Predictor):
+class _Counting(predictor.Predictor):
   """Wraps a predictor and counts the windows it classifies."""
 
   def __init__(self, p):
@@ -248,46 +249,46 @@ def test_silence_around_speech_is_no_speech(default_model, emodb_files,
   sf.write(path, x, SR, subtype="FLOAT")
   t0, t1, total = 3.0, 3.0 + len(speech) / SR, len(x) / SR
   p = _Counting(default_model)
-  r = predict.predict_file(p, path, hop_seconds=1.0)
+  r = predictor.predict_file(p, path, hop_seconds=1.0)
   overlap = [max(0.0, min(w.end, t1) - max(w.start, t0)) for w in r.windows]
   silent = [w for w, o in zip(r.windows, overlap) if o == 0.0]
   speechy = [w for w, o in zip(r.windows, overlap) if o >= 1.0]
   assert len(silent) == 2 and len(speechy) >= 5
-  assert all(w.emotion == predict.NO_SPEECH and w.exit == "-" and w.probs == []
+  assert all(w.emotion == predictor.NO_SPEECH and w.exit == "-" and w.probs == []
              and w.ms == 0.0 and w.confidence == 1.0 for w in silent)
   assert all(w.emotion in default_model.labels for w in speechy)
-  classified = [w for w in r.windows if w.emotion != predict.NO_SPEECH]
+  classified = [w for w in r.windows if w.emotion != predictor.NO_SPEECH]
   assert p.calls == len(classified)  # the model never saw silent windows
   mean = np.mean([w.probs for w in classified], axis=0)
   assert r.emotion == default_model.labels[int(np.argmax(mean))]
   assert abs(r.confidence - float(np.max(mean))) < 1e-6
-  segs = predict.segments(r.windows)
-  assert segs[0]["emotion"] == segs[-1]["emotion"] == predict.NO_SPEECH
+  segs = predictor.segments(r.windows)
+  assert segs[0]["emotion"] == segs[-1]["emotion"] == predictor.NO_SPEECH
   assert segs[0]["start"] == 0.0 and abs(segs[-1]["end"] - total) < 1e-6
   assert len(segs) < len(r.windows)
   assert all(a["emotion"] != b["emotion"] for a, b in zip(segs, segs[1:]))
   # without VAD every window is classified, as before
-  off = predict.predict_file(default_model, path, hop_seconds=1.0, use_vad=False)
-  assert all(w.emotion != predict.NO_SPEECH for w in off.windows)
+  off = predictor.predict_file(default_model, path, hop_seconds=1.0, use_vad=False)
+  assert all(w.emotion != predictor.NO_SPEECH for w in off.windows)
 
 
 def test_short_clips_with_speech_are_unchanged_by_vad(default_model, emodb_files):
   clips = [audio.load_audio(f) for f in emodb_files[:40]]
   clips = sorted(clips, key=len)[:3] + clips[:3]  # shortest is ~1.5 s
   for x in clips:
-    on = predict.predict_waveform(default_model, x)
-    off = predict.predict_waveform(default_model, x, use_vad=False)
+    on = predictor.predict_waveform(default_model, x)
+    off = predictor.predict_waveform(default_model, x, use_vad=False)
     assert len(on) == 1
     assert [(w.emotion, w.confidence, w.exit, w.probs) for w in on] == \
         [(w.emotion, w.confidence, w.exit, w.probs) for w in off]
 
 
 def test_quiet_short_clip_and_all_quiet_file_are_no_speech(default_model):
-  w, = predict.predict_waveform(default_model, _noise(2.0, 1e-3))
-  assert w.emotion == predict.NO_SPEECH
-  r = predict.summarise(default_model, "x.wav",
-                        predict.predict_waveform(default_model, _noise(8.0, 1e-3)))
-  assert r.emotion == predict.NO_SPEECH and r.exit == "-" and r.ms == 0.0
+  w, = predictor.predict_waveform(default_model, _noise(2.0, 1e-3))
+  assert w.emotion == predictor.NO_SPEECH
+  r = predictor.summarise(default_model, "x.wav",
+                        predictor.predict_waveform(default_model, _noise(8.0, 1e-3)))
+  assert r.emotion == predictor.NO_SPEECH and r.exit == "-" and r.ms == 0.0
   assert r.confidence == 1.0 and len(r.windows) > 1
 
 
@@ -295,7 +296,7 @@ def test_silent_files_stay_skipped(default_model, emodb_files, tmp_path):
   sf.write(tmp_path / "zeros.wav", np.zeros(5 * SR, np.float32), SR)
   sf.write(tmp_path / "hiss.wav", _noise(5.0, 1e-6), SR, subtype="FLOAT")
   sf.write(tmp_path / "speech.wav", audio.load_audio(emodb_files[0]), SR)
-  results, skipped = predict.predict_paths(default_model, [str(tmp_path)])
+  results, skipped = predictor.predict_paths(default_model, [str(tmp_path)])
   assert [os.path.basename(r.path) for r in results] == ["speech.wav"]
   assert sorted((os.path.basename(f), why) for f, why in skipped) == [
       ("hiss.wav", "all-silent audio"), ("zeros.wav", "all-silent audio")]
@@ -325,10 +326,10 @@ def test_cli_rows_always_name_their_file(emodb_files, tmp_path):
       len(names) - names[::-1].index("long.wav")  # contiguous
   assert long_rows[0]["start"] == "" and long_rows[0]["end"] == ""
   assert all(row["start"] != "" for row in long_rows[1:]) and len(long_rows) > 5
-  assert long_rows[1]["emotion"] == long_rows[-1]["emotion"] == predict.NO_SPEECH
-  assert long_rows[0]["emotion"] != predict.NO_SPEECH
+  assert long_rows[1]["emotion"] == long_rows[-1]["emotion"] == predictor.NO_SPEECH
+  assert long_rows[0]["emotion"] != predictor.NO_SPEECH
   (short,) = by_file["short.wav"]
-  assert short["start"] == "" and short["emotion"] != predict.NO_SPEECH
+  assert short["start"] == "" and short["emotion"] != predictor.NO_SPEECH
   (silent,) = by_file["silent.wav"]
   assert silent["emotion"] == "SKIPPED" and silent["exit"] == "all-silent audio"
   table = r.stdout.strip().splitlines()  # the printed table: same rows
@@ -341,9 +342,9 @@ def test_json_windows_and_segments_name_their_file(default_model, emodb_files,
   path = str(tmp_path / "long.wav")
   sf.write(path, np.concatenate([np.zeros(3 * SR), _speech(emodb_files, 4.5)]
                                 ).astype(np.float32), SR)
-  r = predict.predict_file(default_model, path)
-  d = json.loads(json.dumps(predict.result_record(r), allow_nan=False))
-  assert d["path"] == path and d["windows"] and d["segments"]
+  r = predictor.predict_file(default_model, path)
+  d = json.loads(json.dumps(predictor.result_record(r), allow_nan=False))
+  assert d["file"] == path and d["windows"] and d["segments"]
   assert all(x["file"] == path for x in d["windows"] + d["segments"])
-  assert d["windows"][0]["emotion"] == predict.NO_SPEECH
-  assert all(row[0] == path for row in predict.table_rows([r]))
+  assert d["windows"][0]["emotion"] == predictor.NO_SPEECH
+  assert all(row[0] == path for row in predictor.table_rows([r]))

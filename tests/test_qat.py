@@ -8,8 +8,8 @@ test speakers.
 import numpy as np
 import pytest
 
-from nsl_ser import (data, evaluation, export, litert, models, qat, records,
-                     splits)
+from nsl_ser import data, evaluation, export, models, qat, records, splits
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 
 EXITS = [f"exit_{k}" for k in range(1, 5)]

@@ -13,6 +13,7 @@ nsl_ser.cli.common), then exits 0; ``--helpfull`` adds every library's flags
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from types import ModuleType
 from typing import List
@@ -30,6 +31,42 @@ COMMANDS = {
     "train-default": "the default model from every corpus found, installed",
     "calibrate": "a speaker's statistics from unlabelled clips (speaker.json)",
 }
+
+
+# what the training extra adds (pip install "nsl-ser[train]")
+TRAIN_PACKAGES = ("tensorflow", "tf_keras", "neural_structured_learning",
+                  "tensorflow_model_optimization", "tflite_micro", "librosa",
+                  "tqdm", "sklearn", "matplotlib")
+
+
+def wants_verbose(args: List[str]) -> bool:
+  """``--verbosity=N`` / ``-v N`` with N >= 1 among the arguments."""
+  for i, a in enumerate(args):
+    v = None
+    if a.startswith(("--verbosity=", "-v=")):
+      v = a.split("=", 1)[1]
+    elif a in ("--verbosity", "-v") and i + 1 < len(args):
+      v = args[i + 1]
+    if v is not None:
+      try:
+        return int(v) >= 1
+      except ValueError:
+        return False
+  return False
+
+
+def import_command(command: str) -> ModuleType:
+  """The command's module; a training command without the training extra
+  exits 2 with one line saying what to install."""
+  try:
+    return importlib.import_module(f"nsl_ser.cli.{command.replace('-', '_')}")
+  except ModuleNotFoundError as e:
+    if (e.name or "").split(".")[0] not in TRAIN_PACKAGES:
+      raise
+    sys.stderr.write(f"nsl-ser {command}: needs the training extra (no "
+                     f"module {e.name.split('.')[0]}): pip install "
+                     "\"nsl-ser[train]\"\n")
+    sys.exit(2)
 
 
 def _usage() -> str:
@@ -81,7 +118,10 @@ def main(argv=None) -> None:
   if command not in COMMANDS:
     sys.stderr.write(f"nsl-ser: unknown command {command!r}\n\n{_usage()}")
     sys.exit(2)
-  module = importlib.import_module(f"nsl_ser.cli.{command.replace('-', '_')}")
+  if wants_verbose(argv[2:]):
+    from nsl_ser.logs import VERBOSE_ENV
+    os.environ[VERBOSE_ENV] = "1"
+  module = import_command(command)
   from absl import app
   prog = f"nsl-ser {command}"
   sys.argv = [prog] + argv[2:]

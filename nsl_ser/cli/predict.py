@@ -22,18 +22,16 @@ the staged phone model's front end and its first stage.
 """
 from __future__ import annotations
 
-import csv
-import json
-import os
 import sys
 
 from absl import flags
 
-from nsl_ser import early_exit, predict, vad
-from nsl_ser.prepare import atomic_write_text
+from nsl_ser import early_exit
+from nsl_ser.runtime import (calibration, litert, model_folder, output,
+                             predictor, vad)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", predict.DEFAULT_MODEL,
+flags.DEFINE_string("model", predictor.DEFAULT_MODEL,
                     "A phone .tflite (LiteRT) or a Keras .keras exit model.")
 flags.DEFINE_float("tau", 0.8, "Early-exit threshold: stop at the first exit "
                    "whose confidence >= tau (0: always exit 1; >1: full model).")
@@ -51,12 +49,15 @@ flags.DEFINE_list("calibrate", None,
                   "(unlabelled), or 'self': the files being predicted.")
 flags.DEFINE_string("calibration", None,
                     "A speaker's statistics saved by nsl-ser calibrate.")
-flags.DEFINE_string("output", None, "Also write results to a .csv or .json.")
+flags.DEFINE_string("output", None, "Also write results to a .csv, .json or "
+                    ".jsonl (checked before any work; never one of the inputs).")
+flags.DEFINE_bool("allow_bare_model", False, "Run a .tflite without its "
+                  "model.json (no functionals head, temperatures or reference "
+                  "statistics; labels from labels.txt beside it).")
 
 
 def _speaker(p, paths):
   """The speaker's statistics the flags ask for, or None."""
-  from nsl_ser import calibration
   if FLAGS.calibrate and FLAGS.calibration:
     sys.exit("nsl-ser predict: give --calibrate or --calibration, not both")
   try:
@@ -65,28 +66,59 @@ def _speaker(p, paths):
     if FLAGS.calibrate:
       src = paths if FLAGS.calibrate == ["self"] else FLAGS.calibrate
       stats, used, skipped = calibration.speaker_stats(
-          predict.expand_paths(src), p.front_end, FLAGS.hop_seconds)
-      print(f"calibrated on {len(used)} file(s), {stats.count} speech frames"
-            + (f"; {len(skipped)} skipped" if skipped else ""), file=sys.stderr)
+          predictor.expand_paths(src), p.front_end, FLAGS.hop_seconds)
+      print(calibration.summary_line(stats, p.front_end, len(used),
+                                     len(skipped)), file=sys.stderr)
       return stats
+  except calibration.CalibrationFileError:
+    raise
   except (calibration.CalibrationError, FileNotFoundError) as e:
     sys.exit(f"nsl-ser predict: calibration: {e}")
   return None
+
+
+def load(path: str, speaker=None) -> predictor.Predictor:
+  """The model at ``path``: a phone .tflite through the runtime, a .keras
+  model through TensorFlow (the training extra)."""
+  if path.endswith(".keras"):
+    if speaker is not None:
+      sys.exit(f"nsl-ser predict: {path}: speaker calibration needs an "
+               "exported model (.tflite with its model.json)")
+    from nsl_ser import keras_predictor
+    return keras_predictor.load_keras_predictor(path)
+  return predictor.load_predictor(path, speaker=speaker,
+                                  allow_bare=FLAGS.allow_bare_model)
+
+
+def refuse(e: Exception) -> None:
+  """One line naming the file and the reason; exit code 2."""
+  sys.stderr.write(f"nsl-ser predict: {e}\n")
+  sys.exit(2)
 
 
 def main(argv) -> None:
   paths = argv[1:]
   if not paths:
     sys.exit("usage: nsl-ser predict [--flags] PATH [PATH...]")
-  p = predict.load_predictor(FLAGS.model)
-  speaker = _speaker(p, paths)
-  if speaker is not None:
-    p = predict.load_predictor(FLAGS.model, speaker=speaker)
-  results, skipped = predict.predict_paths(
+  try:  # everything checked before any audio is read
+    out_format = (output.check_output(FLAGS.output, predictor.expand_paths(paths))
+                  if FLAGS.output else None)
+    p = load(FLAGS.model)
+    lacks = getattr(getattr(p, "folder", None), "lacks", None)
+    if lacks:
+      print(f"{FLAGS.model}: bare model, without " + ", ".join(lacks),
+            file=sys.stderr)
+    speaker = _speaker(p, paths)
+    if speaker is not None:
+      p = load(FLAGS.model, speaker=speaker)
+  except (output.OutputError, model_folder.ModelFolderError,
+          litert.ModelError, calibration.CalibrationFileError) as e:
+    refuse(e)
+  results, skipped = predictor.predict_paths(
       p, paths, tau=FLAGS.tau, policy=FLAGS.policy,
       hop_seconds=FLAGS.hop_seconds, min_speech=FLAGS.min_speech,
       use_vad=FLAGS.vad)
-  header, rows = predict.ROW_HEADER, list(predict.table_rows(results))
+  header, rows = predictor.ROW_HEADER, list(predictor.table_rows(results))
   widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else []
   if rows:
     for r in [header] + rows:
@@ -94,17 +126,7 @@ def main(argv) -> None:
   for path, reason in skipped:
     print(f"skipped {path}: {reason}", file=sys.stderr)
   if FLAGS.output:
-    if FLAGS.output.endswith(".json"):
-      atomic_write_text(FLAGS.output, json.dumps({
-          "results": [predict.result_record(r) for r in results],
-          "skipped": [{"file": f, "reason": why} for f, why in skipped]},
-          indent=2))
-    else:
-      with open(FLAGS.output + ".tmp", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-        w.writerows([[f_, "", "", "SKIPPED", "", why, ""] for f_, why in skipped])
-      os.replace(FLAGS.output + ".tmp", FLAGS.output)
+    output.write(FLAGS.output, out_format, header, rows,
+                 [predictor.result_record(r) for r in results], skipped)
   if not results and skipped:
     sys.exit(1)

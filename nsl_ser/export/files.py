@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from nsl_ser import litert
+from nsl_ser.runtime import litert
 
 
 def write_atomic(path: str, data: bytes) -> str:

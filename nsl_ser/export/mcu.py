@@ -6,7 +6,8 @@ import numpy as np
 
 from typing import Optional, Sequence
 
-from nsl_ser import functionals, litert, micro, micro_front_end, micro_functionals
+from nsl_ser import functionals, micro, micro_front_end, micro_functionals
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 from nsl_ser.export.contract import MICRO_USAGE
 from nsl_ser.export.files import Writer

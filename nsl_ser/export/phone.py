@@ -25,7 +25,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from nsl_ser import convert, litert, micro, models
+from nsl_ser import convert, micro, models
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras, tf
 from nsl_ser.export.files import Writer
 from nsl_ser.features import FrontEndConfig, LogMel, fold_centre, mel_bin_range
@@ -145,7 +146,7 @@ class StagedPhoneModule(tf.Module):
   per window (streaming instead: ``frame_power``, a frame's raw audio ->
   its Mel power, as each frame arrives, and ``log_mel``, the window's Mel
   power and peak -> the same features, when it is complete;
-  :class:`nsl_ser.litert.PhoneStream`), ``stage_k`` maps features (k = 1)
+  :class:`nsl_ser.runtime.litert.PhoneStream`), ``stage_k`` maps features (k = 1)
   or ``block{k-1}_act`` to ``exit_k`` and ``block{k}_act`` (the last
   stage: ``exit_K`` only), and
   ``full`` (audio -> every exit) is the one-call model. The stages are

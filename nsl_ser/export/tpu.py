@@ -7,7 +7,8 @@ import json
 
 import numpy as np
 
-from nsl_ser import convert, edgetpu, litert
+from nsl_ser import convert, edgetpu
+from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 from nsl_ser.export.files import Writer
 

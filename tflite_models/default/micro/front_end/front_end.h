@@ -41,8 +41,8 @@ extern "C" {
 #define NSL_FE_PEAK_NORMALIZE 1
 #define NSL_FE_PEAK_FLOOR 3.05175781e-05f
 #define NSL_FE_LOG_FLOOR 9.99999997e-07f
-#define NSL_FE_INPUT_SCALE 0.0903428867f
-#define NSL_FE_INPUT_ZERO_POINT 25
+#define NSL_FE_INPUT_SCALE 0.0908607468f
+#define NSL_FE_INPUT_ZERO_POINT 24
 
 extern const float nsl_fe_window[NSL_FE_FRAME_LENGTH];
 extern const float nsl_fe_cos[NSL_FE_FFT_LENGTH / 2];

@@ -27,6 +27,8 @@ import numpy as np
 from ai_edge_litert import schema_py_generated as schema
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+from nsl_ser.logs import quiet_native_logs
+
 SIDECAR = "model.json"
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items()
              if not k.startswith("_")}
@@ -86,7 +88,8 @@ def verify(data: bytes, name: str = "<bytes>") -> bytes:
   if data[4:8] != b"TFL3":
     raise ModelError(name, "not a TFLite flatbuffer (no TFL3 identifier)")
   try:
-    Interpreter(model_content=bytes(data))
+    with quiet_native_logs():
+      Interpreter(model_content=bytes(data))
   except (ValueError, RuntimeError) as e:
     raise ModelError(name, f"corrupt or truncated model ({e})") from None
   return data
@@ -237,11 +240,13 @@ class Model:
     resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
                 if reference_kernels else OpResolverType.AUTO)
     try:
-      self.interpreter = Interpreter(model_content=bytes(data),
-                                     num_threads=num_threads,
-                                     experimental_op_resolver_type=resolver)
-      self._runners = {k: self.interpreter.get_signature_runner(k)
-                       for k in self.io}
+      with quiet_native_logs():  # XNNPACK's "Created delegate" line
+        self.interpreter = Interpreter(model_content=bytes(data),
+                                       num_threads=num_threads,
+                                       experimental_op_resolver_type=resolver)
+        self.interpreter.allocate_tensors()
+        self._runners = {k: self.interpreter.get_signature_runner(k)
+                         for k in self.io}
     except (ValueError, RuntimeError) as e:
       raise ModelError(name, f"cannot build interpreter ({e})") from None
 

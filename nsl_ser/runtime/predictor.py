@@ -6,7 +6,7 @@ apart, the last one flush with the end) and reported as a timeline; the
 file's emotion is the mean of the windows' probabilities. Each window runs
 the exits in order and stops at the first whose confidence reaches ``tau``.
 
-Voice activity detection (nsl_ser.vad, energy based) finds the file's speech
+Voice activity detection (nsl_ser.runtime.vad, energy based) finds the file's speech
 spans first. A window holding less than min(``min_speech``, half the window)
 seconds of speech is not classified: it is reported as ``NO_SPEECH`` with
 confidence 1.0 (a VAD decision, not a probability; a number keeps CSV and
@@ -31,11 +31,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import (audio, confidence, corpora, early_exit, functionals,
-                     normalization, vad)
-from nsl_ser.features import FrontEndConfig
+from nsl_ser import audio, corpora, early_exit, functionals, normalization
+from nsl_ser.runtime import confidence, vad
+from nsl_ser.front_end import FrontEndConfig, log_mel, window_starts
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_MODEL = os.path.join(REPO_ROOT, "tflite_models", "default",
                              "model_int8.tflite")
 NO_SPEECH = "no_speech"
@@ -66,7 +66,7 @@ class FileResult:
 class Predictor:
   """Runs exits of a model on one window of raw audio. ``temperature``
   ({exit: T}, from the sidecar) rescales each exit's probabilities
-  (:func:`nsl_ser.confidence.apply_temperature`) so that ``tau`` compares
+  (:func:`nsl_ser.runtime.confidence.apply_temperature`) so that ``tau`` compares
   calibrated confidences."""
   labels: List[str]
   exits: List[str]
@@ -106,26 +106,6 @@ class Predictor:
     return self.finish(name, self.run_exit(name, window))
 
 
-def _sidecar(path: str) -> Tuple[dict, Optional[str]]:
-  from nsl_ser import litert
-  side_path = litert.find_sidecar(path)
-  return (json.load(open(side_path)) if side_path else {}), side_path
-
-
-def _labels(path: str, side: dict) -> List[str]:
-  from nsl_ser import litert
-  labels_txt = os.path.join(os.path.dirname(path), "labels.txt")
-  if side.get("labels"):
-    return list(side["labels"])
-  if os.path.exists(labels_txt):
-    return open(labels_txt).read().split()
-  raise litert.ModelError(path, "no labels (model.json or labels.txt)")
-
-
-def _temperature(side: dict) -> Dict[str, float]:
-  return dict(side.get("temperature", {}).get("per_exit", {}))
-
-
 class TFLitePredictor(Predictor):
   """A phone model run with LiteRT. A staged model (``front_end``,
   ``stage_1`` ... ``stage_K``) computes the front end once per window and
@@ -134,14 +114,18 @@ class TFLitePredictor(Predictor):
   onto the sidecar's reference). Older models have one audio-in signature
   per exit."""
 
-  def __init__(self, path: str,
-               speaker: Optional[normalization.BandStats] = None):
-    from nsl_ser import litert
-    self.model = litert.Model.from_file(path)
-    side, side_path = _sidecar(path)
-    self.labels = _labels(path, side)
-    self.front_end = FrontEndConfig.from_dict(side.get("front_end", {}))
-    self.temperature = _temperature(side)
+  def __init__(self, folder: "model_folder.ModelFolder",
+               speaker: Optional[normalization.BandStats] = None,
+               prior_clips: Optional[float] = None):
+    """``prior_clips``: shrink ``speaker`` toward the references by that
+    many clips' worth (None: :data:`calibration.PRIOR_CLIPS`; 0: not)."""
+    from nsl_ser.runtime import calibration, litert
+    path, side = folder.model_path, folder.sidecar
+    self.folder = folder
+    self.model = folder.model
+    self.labels = list(folder.labels)
+    self.front_end = folder.front_end
+    self.temperature = dict(folder.temperature)
     self.staged = litert.is_staged(self.model)
     self.exits = litert.exit_signatures(self.model)
     self.calibration = None
@@ -152,11 +136,17 @@ class TFLitePredictor(Predictor):
                                 "export it again")
       ref = side.get("normalization", {}).get("reference")
       if ref is None:
-        raise litert.ModelError(side_path or path, "no reference statistics "
-                                "(model.json normalization.reference) to "
-                                "calibrate onto; export it again")
-      self.calibration = normalization.affine(
-          speaker, normalization.BandStats.from_dict(ref))
+        raise litert.ModelError(folder.sidecar_path or path, "no reference "
+                                "statistics (model.json normalization."
+                                "reference) to calibrate onto")
+      ref = normalization.BandStats.from_dict(ref)
+      head_ref = (normalization.BandStats.from_dict(
+          side["functionals_head"]["reference"])
+          if side.get("functionals_head") else None)
+      speaker = calibration.shrunk(
+          speaker, ref, head_ref,
+          calibration.PRIOR_CLIPS if prior_clips is None else prior_clips)
+      self.calibration = normalization.affine(speaker, ref)
     if self.staged:
       self._chain = litert.StagedRunner(self.model)
     else:
@@ -165,6 +155,11 @@ class TFLitePredictor(Predictor):
     self.head = (functionals.LinearHead.from_dict(side["functionals_head"])
                  if side.get("functionals_head") and self.staged else None)
     spk_f = getattr(speaker, "functionals", None)
+    if spk_f is not None and self.head is not None and (
+        len(spk_f.mean) != self.head.coef.shape[1]):
+      raise litert.ModelError(path, f"the speaker's statistics have "
+                              f"{len(spk_f.mean)} functionals, the head "
+                              f"{self.head.coef.shape[1]}")
     self.head_calibration = (normalization.affine(spk_f, self.head.reference,
                                                   functionals.FLOOR)
                              if self.head is not None and spk_f is not None
@@ -174,11 +169,10 @@ class TFLitePredictor(Predictor):
     self._utterances = None
     if self.head is None:
       return
-    from nsl_ser.features import LogMel
     w = samples.astype(np.float32)
     if len(w) < self.front_end.frame_length:
       w = np.pad(w, (0, self.front_end.frame_length - len(w)))
-    feats = LogMel(self.front_end)(w[None])[0].numpy()
+    feats = log_mel(w, self.front_end)
     bounds, f = functionals.of_utterances(feats, self.head.hop_s)
     if self.head_calibration is not None:
       scale, shift = self.head_calibration
@@ -198,14 +192,14 @@ class TFLitePredictor(Predictor):
       self.start_features(self._chain.features(window[None].astype(np.float32)))
 
   def stream(self):
-    """A :class:`nsl_ser.litert.PhoneStream` on this model, for live audio
+    """A :class:`nsl_ser.runtime.litert.PhoneStream` on this model, for live audio
     (:func:`classify_streamed`)."""
-    from nsl_ser import litert
+    from nsl_ser.runtime import litert
     return litert.PhoneStream(self.model, self.front_end.frame_step)
 
   def start_features(self, x: np.ndarray) -> None:
     """Starts a window from its front-end features [1, frames, bins]
-    (``start`` computes them; a :class:`nsl_ser.litert.PhoneStream` has
+    (``start`` computes them; a :class:`nsl_ser.runtime.litert.PhoneStream` has
     them when the window's last hop arrives)."""
     if self.calibration is not None:
       scale, shift = self.calibration
@@ -231,53 +225,21 @@ class TFLitePredictor(Predictor):
     return self._done[name]
 
 
-class KerasPredictor(Predictor):
-  """A Keras model on features (with or without exits)."""
-
-  def __init__(self, path: str, labels: Sequence[str],
-               front_end: FrontEndConfig = FrontEndConfig()):
-    from nsl_ser import models
-    self.model = models.load_model(path)
-    self.labels = list(labels)
-    self.front_end = front_end
-    self.exits = models.exit_names(self.model) or list(self.model.output_names)
-    self._cache: Dict[str, np.ndarray] = {}
-
-  def start(self, window: np.ndarray) -> None:
-    from nsl_ser.features import log_mel_numpy
-    outs = self.model(log_mel_numpy(window, self.front_end)[None], training=False)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
-    self._cache = {n: np.asarray(o)[0] for n, o in zip(self.model.output_names, outs)}
-
-  def run_exit(self, name: str, window: np.ndarray) -> np.ndarray:
-    return self._cache[name]
-
-
-def load_predictor(path: str, labels: Optional[Sequence[str]] = None,
-                   speaker: Optional[normalization.BandStats] = None) -> Predictor:
-  """A predictor for a phone ``.tflite`` (``speaker``: calibrated to that
-  speaker) or a Keras model (labels.txt beside it)."""
-  if path.endswith(".tflite"):
-    return TFLitePredictor(path, speaker)
-  if speaker is not None:
-    raise ValueError(f"{path}: speaker calibration needs an exported model "
-                     "(.tflite with its model.json)")
-  if labels is None:
-    labels_txt = os.path.join(os.path.dirname(path), "labels.txt")
-    if not os.path.exists(labels_txt):
-      raise FileNotFoundError(f"{path}: no labels.txt beside the Keras model")
-    labels = open(labels_txt).read().split()
-  return KerasPredictor(path, labels)
-
-
-def window_starts(n: int, window: int, hop: int) -> List[int]:
-  """Window starts covering n samples; the last window ends at n."""
-  if n <= window:
-    return [0]
-  starts = list(range(0, n - window + 1, hop))
-  if starts[-1] + window < n:
-    starts.append(n - window)
-  return starts
+def load_predictor(path: str,
+                   speaker: Optional[normalization.BandStats] = None,
+                   allow_bare: bool = False,
+                   prior_clips: Optional[float] = None) -> Predictor:
+  """A predictor for a phone ``.tflite`` whose folder checks out
+  (:func:`nsl_ser.runtime.model_folder.load`; raises ModelFolderError
+  otherwise); ``speaker``: calibrated to that speaker. Keras models need
+  TensorFlow: :func:`nsl_ser.keras_predictor.load_keras_predictor`."""
+  from nsl_ser.runtime import model_folder
+  if not path.endswith(".tflite"):
+    raise model_folder.ModelFolderError(
+        path, "not a .tflite model (a .keras model needs the training "
+        "extra: pip install \"nsl-ser[train]\")")
+  return TFLitePredictor(model_folder.load(path, allow_bare), speaker,
+                         prior_clips)
 
 
 def classify_window(p: Predictor, window: np.ndarray, tau: float,
@@ -309,7 +271,7 @@ def _exits_until(p: Predictor, window: Optional[np.ndarray], tau: float,
 def classify_streamed(p: "TFLitePredictor", stream, last: np.ndarray,
                       tau: float, policy: str) -> Tuple[np.ndarray, str, float]:
   """:func:`classify_window` for live audio: the window's earlier samples
-  already went through ``stream`` (a :class:`nsl_ser.litert.PhoneStream`)
+  already went through ``stream`` (a :class:`nsl_ser.runtime.litert.PhoneStream`)
   as they arrived; pushes its ``last`` samples, then runs the exits until
   one reaches ``tau`` (all of them for tau > 1); (probs, exit, ms from the
   push)."""
@@ -452,6 +414,7 @@ def result_record(r: FileResult) -> Dict:
   """A JSON-ready dict of a file result with its segments; every window and
   segment also names the file."""
   d = dataclasses.asdict(r)
+  d = {"file": d.pop("path"), **d}  # one key for the file everywhere
   d["windows"] = [dict(w, file=r.path) for w in d["windows"]]
   d["segments"] = [dict(s, file=r.path) for s in segments(r.windows)]
   return d

@@ -119,10 +119,10 @@ def test_runtime_imports_nothing_from_training_or_export():
   # the .keras path (nsl_ser.keras_predictor, imported lazily for .keras
   # models) is the one door back to TensorFlow
   graph = {m: d - {"nsl_ser.keras_predictor"} for m, d in graph.items()}
-  reached = closure(graph, runtime | {"nsl_ser.cli.predict",
-                                      "nsl_ser.cli.calibrate"})
-  outside = reached - runtime - RUNTIME_MAY_IMPORT - {
-      "nsl_ser.cli.predict", "nsl_ser.cli.calibrate"}
+  commands = {"nsl_ser.cli.predict", "nsl_ser.cli.calibrate",
+              "nsl_ser.cli.stream"}
+  reached = closure(graph, runtime | commands)
+  outside = reached - runtime - RUNTIME_MAY_IMPORT - commands
   assert outside == set()
 
 

@@ -25,6 +25,7 @@ COMMANDS = {
     "build-graph": "similarity graph over training utterances + packing",
     "train-student": "graph-regularised student on target speech",
     "predict": "emotions of audio files, with early exits",
+    "stream": "emotions of live audio (stdin or a file), window by window",
     "report": "report.md with plots of a pipeline run",
     "run": "the whole pipeline in one command",
     "export": "int8 TFLite models for phones, MCUs and the Edge TPU",

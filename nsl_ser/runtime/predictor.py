@@ -117,10 +117,9 @@ class TFLitePredictor(Predictor):
   def __init__(self, folder: "model_folder.ModelFolder",
                speaker: Optional[normalization.BandStats] = None,
                prior_clips: Optional[float] = None):
-    """``prior_clips``: shrink ``speaker`` toward the references by that
-    many clips' worth (None: :data:`calibration.PRIOR_CLIPS`; 0: not)."""
-    from nsl_ser.runtime import calibration, litert
-    path, side = folder.model_path, folder.sidecar
+    """``speaker``, ``prior_clips``: :meth:`set_speaker`."""
+    from nsl_ser.runtime import litert
+    side = folder.sidecar
     self.folder = folder
     self.model = folder.model
     self.labels = list(folder.labels)
@@ -128,25 +127,6 @@ class TFLitePredictor(Predictor):
     self.temperature = dict(folder.temperature)
     self.staged = litert.is_staged(self.model)
     self.exits = litert.exit_signatures(self.model)
-    self.calibration = None
-    if speaker is not None:
-      if not self.staged:
-        raise litert.ModelError(path, "speaker calibration needs a staged "
-                                "phone model (front_end + stage signatures); "
-                                "export it again")
-      ref = side.get("normalization", {}).get("reference")
-      if ref is None:
-        raise litert.ModelError(folder.sidecar_path or path, "no reference "
-                                "statistics (model.json normalization."
-                                "reference) to calibrate onto")
-      ref = normalization.BandStats.from_dict(ref)
-      head_ref = (normalization.BandStats.from_dict(
-          side["functionals_head"]["reference"])
-          if side.get("functionals_head") else None)
-      speaker = calibration.shrunk(
-          speaker, ref, head_ref,
-          calibration.PRIOR_CLIPS if prior_clips is None else prior_clips)
-      self.calibration = normalization.affine(speaker, ref)
     if self.staged:
       self._chain = litert.StagedRunner(self.model)
     else:
@@ -154,6 +134,32 @@ class TFLitePredictor(Predictor):
     # the functionals head (sidecar) is fused with every exit
     self.head = (functionals.LinearHead.from_dict(side["functionals_head"])
                  if side.get("functionals_head") and self.staged else None)
+    self.calibration = self.head_calibration = None
+    if speaker is not None:
+      self.set_speaker(speaker, prior_clips)
+
+  def set_speaker(self, speaker: normalization.BandStats,
+                  prior_clips: Optional[float] = None) -> None:
+    """Calibrates to ``speaker`` from now on (its statistics shrunk toward
+    the sidecar's references by ``prior_clips`` clips' worth; None:
+    :data:`calibration.PRIOR_CLIPS`): the features between the front end and
+    stage 1, and the head's functionals."""
+    from nsl_ser.runtime import calibration, litert
+    path, side = self.folder.model_path, self.folder.sidecar
+    if not self.staged:
+      raise litert.ModelError(path, "speaker calibration needs a staged "
+                              "phone model (front_end + stage signatures); "
+                              "export it again")
+    ref = side.get("normalization", {}).get("reference")
+    if ref is None:
+      raise litert.ModelError(self.folder.sidecar_path or path, "no reference "
+                              "statistics (model.json normalization."
+                              "reference) to calibrate onto")
+    ref = normalization.BandStats.from_dict(ref)
+    speaker = calibration.shrunk(
+        speaker, ref, self.head.reference if self.head is not None else None,
+        calibration.PRIOR_CLIPS if prior_clips is None else prior_clips)
+    self.calibration = normalization.affine(speaker, ref)
     spk_f = getattr(speaker, "functionals", None)
     if spk_f is not None and self.head is not None and (
         len(spk_f.mean) != self.head.coef.shape[1]):

@@ -302,11 +302,14 @@ def test_calibration_needs_a_staged_phone_model(student, tmp_path):
     f.write(export.convert_phone(student[0]))
   with open(tmp_path / "labels.txt", "w") as f:
     f.write("\n".join("abcdefg"))
-  p = predictor.load_predictor(path)
-  assert not p.staged and p.exits == EXITS
+  from nsl_ser.runtime.model_folder import ModelFolderError
+  with pytest.raises(ModelFolderError, match="no model.json beside it"):
+    predictor.load_predictor(path)
+  p = predictor.load_predictor(path, allow_bare=True)
+  assert not p.staged and p.exits == EXITS and p.folder.lacks
   spk = normalization.BandStats(10, np.zeros(40), np.ones(40) * 10)
   with pytest.raises(ModelError, match=r"model_int8.tflite.*staged"):
-    predictor.load_predictor(path, speaker=spk)
+    predictor.load_predictor(path, speaker=spk, allow_bare=True)
 
 
 def _network_constants(data: bytes, signatures) -> set:

@@ -12,6 +12,12 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["nsl_ser", "nsl_ser.*"]),
     package_data={"nsl_ser": ["splits/*.json", "c/*.c", "c/*.h"]},
+    # the default phone model, so that `pip install nsl-ser` predicts right
+    # away (found in <prefix>/share/nsl-ser/; runtime.predictor.DEFAULT_MODEL)
+    data_files=[("share/nsl-ser/tflite_models/default",
+                 [f"tflite_models/default/{f}" for f in (
+                     "model_int8.tflite", "model.json", "labels.txt",
+                     "README.md", "LICENCE.md")])],
     # the runtime: predict, calibrate (LiteRT and numpy, no TensorFlow)
     install_requires=[
         "ai-edge-litert==2.3.0",

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -36,8 +37,19 @@ from nsl_ser.runtime import confidence, vad
 from nsl_ser.front_end import FrontEndConfig, log_mel, window_starts
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DEFAULT_MODEL = os.path.join(REPO_ROOT, "tflite_models", "default",
-                             "model_int8.tflite")
+
+
+def _default_model() -> str:
+  """The committed default model: the checkout's, else the installed copy
+  (setup.py data_files, <prefix>/share/nsl-ser/)."""
+  rel = os.path.join("tflite_models", "default", "model_int8.tflite")
+  for root in (REPO_ROOT, os.path.join(sys.prefix, "share", "nsl-ser")):
+    if os.path.exists(os.path.join(root, rel)):
+      return os.path.join(root, rel)
+  return os.path.join(REPO_ROOT, rel)
+
+
+DEFAULT_MODEL = _default_model()
 NO_SPEECH = "no_speech"
 NO_SPEECH_EXIT = "-"
 

@@ -64,9 +64,10 @@ def _speaker(p, paths):
     if FLAGS.calibration:
       return calibration.load(FLAGS.calibration, p.front_end)
     if FLAGS.calibrate:
-      src = paths if FLAGS.calibrate == ["self"] else FLAGS.calibrate
+      src = (paths if FLAGS.calibrate == ["self"]
+             else predictor.expand_paths(FLAGS.calibrate))
       stats, used, skipped = calibration.speaker_stats(
-          predictor.expand_paths(src), p.front_end, FLAGS.hop_seconds)
+          src, p.front_end, FLAGS.hop_seconds)
       print(calibration.summary_line(stats, p.front_end, len(used),
                                      len(skipped)), file=sys.stderr)
       return stats
@@ -77,17 +78,13 @@ def _speaker(p, paths):
   return None
 
 
-def load(path: str, speaker=None) -> predictor.Predictor:
+def load(path: str) -> predictor.Predictor:
   """The model at ``path``: a phone .tflite through the runtime, a .keras
   model through TensorFlow (the training extra)."""
   if path.endswith(".keras"):
-    if speaker is not None:
-      sys.exit(f"nsl-ser predict: {path}: speaker calibration needs an "
-               "exported model (.tflite with its model.json)")
     from nsl_ser import keras_predictor
     return keras_predictor.load_keras_predictor(path)
-  return predictor.load_predictor(path, speaker=speaker,
-                                  allow_bare=FLAGS.allow_bare_model)
+  return predictor.load_predictor(path, allow_bare=FLAGS.allow_bare_model)
 
 
 def refuse(e: Exception) -> None:
@@ -101,21 +98,25 @@ def main(argv) -> None:
   if not paths:
     sys.exit("usage: nsl-ser predict [--flags] PATH [PATH...]")
   try:  # everything checked before any audio is read
-    out_format = (output.check_output(FLAGS.output, predictor.expand_paths(paths))
+    files = predictor.expand_paths(paths)
+    out_format = (output.check_output(FLAGS.output, files)
                   if FLAGS.output else None)
     p = load(FLAGS.model)
     lacks = getattr(getattr(p, "folder", None), "lacks", None)
     if lacks:
       print(f"{FLAGS.model}: bare model, without " + ", ".join(lacks),
             file=sys.stderr)
-    speaker = _speaker(p, paths)
+    speaker = _speaker(p, files)
     if speaker is not None:
-      p = load(FLAGS.model, speaker=speaker)
+      if not hasattr(p, "set_speaker"):
+        sys.exit(f"nsl-ser predict: {FLAGS.model}: speaker calibration needs "
+                 "an exported model (.tflite with its model.json)")
+      p.set_speaker(speaker)
   except (output.OutputError, model_folder.ModelFolderError,
           litert.ModelError, calibration.CalibrationFileError) as e:
     refuse(e)
   results, skipped = predictor.predict_paths(
-      p, paths, tau=FLAGS.tau, policy=FLAGS.policy,
+      p, files, tau=FLAGS.tau, policy=FLAGS.policy,
       hop_seconds=FLAGS.hop_seconds, min_speech=FLAGS.min_speech,
       use_vad=FLAGS.vad)
   header, rows = predictor.ROW_HEADER, list(predictor.table_rows(results))

@@ -210,9 +210,10 @@ def load(path: str, allow_bare: bool = False) -> ModelFolder:
     raise ModelFolderError(side_path, f"files.{os.path.basename(path)} has no "
                            "sha256")
   data = _read_model(path)
-  if litert.sha256(data) != entry["sha256"]:
-    raise ModelFolderError(path, f"sha256 differs from {side_path} (the file "
-                           "changed, is truncated or is another model)")
+  try:  # sha256 first: a truncated file is named as changed, not parsed
+    litert.check_against_sidecar(data, path, entry)
+  except litert.ModelError as e:
+    raise ModelFolderError(path, e.reason) from None
   model = _model(path, data)
   labels = check_labels(side_path, side.get("labels"))
   txt = _labels_txt(folder)
@@ -229,8 +230,8 @@ def load(path: str, allow_bare: bool = False) -> ModelFolder:
         raise ModelFolderError(path, f"signature {k} takes {shape}, "
                                f"{SIDECAR}'s front end {fe.clip_samples} "
                                "samples")
-  temp = side.get("temperature", {}).get("per_exit", {}) \
-      if isinstance(side.get("temperature", {}), dict) else None
+  temp = side.get("temperature", {})
+  temp = temp.get("per_exit", {}) if isinstance(temp, dict) else None
   if not isinstance(temp, dict):
     raise ModelFolderError(side_path, "temperature.per_exit is not an object")
   exits = litert.exit_signatures(model)

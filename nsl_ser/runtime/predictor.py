@@ -190,7 +190,13 @@ class TFLitePredictor(Predictor):
     w = samples.astype(np.float32)
     if len(w) < self.front_end.frame_length:
       w = np.pad(w, (0, self.front_end.frame_length - len(w)))
-    feats = log_mel(w, self.front_end)
+    self.begin_features(log_mel(w, self.front_end))
+
+  def begin_features(self, feats: np.ndarray) -> None:
+    """:meth:`begin_file` from the file's log-Mel [frames, bins]."""
+    self._utterances = None
+    if self.head is None:
+      return
     bounds, f = functionals.of_utterances(feats, self.head.hop_s)
     if self.head_calibration is not None:
       scale, shift = self.head_calibration

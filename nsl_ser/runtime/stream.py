@@ -115,13 +115,13 @@ class LiveClassifier:
     """Seconds of speech the running calibration rests on."""
     return float(self._bands.count) * self.p.front_end.hop_ms / 1000.0
 
-  def _learn(self, audio: np.ndarray) -> None:
-    """The running calibration: this speech window's frames (and the head's
-    functionals of it) added to the speaker's statistics, which then
-    calibrate the model (shrunk toward its reference while they are few)."""
+  def _learn(self, feats: np.ndarray) -> None:
+    """The running calibration: this speech window's frames ``feats`` (and
+    the head's functionals of them) added to the speaker's statistics, which
+    then calibrate the model (shrunk toward its reference while they are
+    few)."""
     from nsl_ser import functionals
     p = self.p
-    feats = log_mel(audio, p.front_end)
     self._bands = self._bands.add_clip(feats)
     if p.head is not None:
       f = functionals.of_utterances(feats, p.head.hop_s)[1]
@@ -163,9 +163,10 @@ class LiveClassifier:
         return LiveWindow(begin, end, predictor.NO_SPEECH, 1.0,
                           predictor.NO_SPEECH_EXIT,
                           (time.perf_counter() - t0) * 1e3, [])
+    feats = log_mel(audio, p.front_end)  # the window is one utterance
     if self.running:
-      self._learn(audio)
-    p.begin_file(audio)
+      self._learn(feats)
+    p.begin_features(feats)
     p.head_probs = p.head_at(0.5 * self.window / self.sr)
     probs, name, _ = predictor.classify_streamed(p, st, last, self.tau,
                                                  self.policy)

@@ -10,7 +10,8 @@ import errno
 import io
 import os
 import stat
-from typing import Union
+import struct
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +21,8 @@ SAMPLE_RATE = 16000
 MIN_SECONDS = 0.25
 # Peak below this (|x| <= 1 scale) counts as silence: 1 LSB of 16-bit audio.
 SILENCE_PEAK = 1.0 / 32768.0
+# Long files are decoded and resampled this many seconds at a time.
+BLOCK_SECONDS = 10.0
 
 PathOrBytes = Union[str, os.PathLike, bytes]
 
@@ -55,6 +58,90 @@ def file_kind(path: str) -> Optional[str]:
   if stat.S_ISSOCK(st.st_mode):
     return "a socket"
   return "not a regular file"
+
+
+def wav_truncation(path: str) -> Optional[str]:
+  """Why a RIFF/RIFX WAVE file is cut short (its data chunk declares more
+  bytes than the file holds), or None: other formats, whole files, and
+  streamed WAVs whose header leaves the length open (0 or 0xFFFFFFFF).
+  libsndfile reads such a file up to where it ends, without a word."""
+  with open(path, "rb") as f:
+    head = f.read(12)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:] != b"WAVE":
+      return None
+    order = "<" if head[:4] == b"RIFF" else ">"
+    size, pos, byte_rate = os.fstat(f.fileno()).st_size, 12, 0
+    while pos + 8 <= size:
+      f.seek(pos)
+      cid, n = struct.unpack(order + "4sI", f.read(8))
+      if cid == b"fmt " and n >= 16:
+        byte_rate = struct.unpack(order + "HHII", f.read(12))[3]
+      if cid == b"data":
+        have = size - pos - 8
+        if n in (0, 0xFFFFFFFF) or n <= have:
+          return None
+        if byte_rate:
+          return (f"truncated: its header declares {n / byte_rate:.2f} s of "
+                  f"audio, the file holds {have / byte_rate:.2f} s")
+        return f"truncated: its header declares {n} bytes of audio, the file holds {have}"
+      pos += 8 + n + (n & 1)
+  return None
+
+
+def _check_path(path: str, name: str) -> None:
+  """AudioError for what is not a whole regular file."""
+  kind = file_kind(path)
+  if kind is not None:  # a FIFO would block, a device never end
+    raise AudioError(name, "file not found" if kind == "missing" else f"is {kind}")
+  cut = wav_truncation(path)
+  if cut is not None:
+    raise AudioError(name, cut)
+
+
+def duration(path: str, name: Optional[str] = None) -> float:
+  """Seconds of audio in a file, from its header (AudioError if it is not
+  a usable audio file)."""
+  name = name or os.fspath(path)
+  _check_path(path, name)
+  try:
+    info = sf.info(path)
+  except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+    raise AudioError(name, f"not readable as audio ({e})") from None
+  return info.frames / float(info.samplerate) if info.samplerate > 0 else 0.0
+
+
+def blocks(path: str, sample_rate: int = SAMPLE_RATE,
+           block_seconds: float = BLOCK_SECONDS,
+           name: Optional[str] = None) -> Iterator[np.ndarray]:
+  """A file as float32 mono blocks at ``sample_rate``, decoded
+  ``block_seconds`` at a time and resampled with soxr's streaming
+  resampler: memory does not grow with the file, and the blocks put
+  together equal :func:`load_audio` (without its length and silence
+  checks). Raises AudioError as :func:`load_audio` does, NaN or Inf in a
+  block included."""
+  name = name or os.fspath(path)
+  _check_path(path, name)
+  try:
+    with sf.SoundFile(path) as f:
+      if f.channels == 0:
+        raise AudioError(name, "empty audio (zero channels)")
+      rs = (None if f.samplerate == sample_rate else soxr.ResampleStream(
+          f.samplerate, sample_rate, 1, dtype="float32", quality="VHQ"))
+      size = max(1, int(block_seconds * f.samplerate))
+      while True:
+        b = to_mono(f.read(size, dtype="float32", always_2d=True))
+        last = len(b) < size
+        if not np.all(np.isfinite(b)):
+          raise AudioError(name, "audio contains NaN or Inf samples")
+        out = b if rs is None else rs.resample_chunk(b, last=last)
+        if len(out):
+          yield np.asarray(out, np.float32)
+        if last:
+          return
+  except AudioError:
+    raise
+  except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+    raise AudioError(name, f"not readable as audio ({e})") from None
 
 
 def to_mono(samples: np.ndarray) -> np.ndarray:
@@ -96,9 +183,8 @@ def load_audio(path: PathOrBytes, sample_rate: int = SAMPLE_RATE,
   if name is None:
     name = "<bytes>" if isinstance(path, bytes) else os.fspath(path)
   source = io.BytesIO(path) if isinstance(path, bytes) else path
-  kind = None if isinstance(path, bytes) else file_kind(path)
-  if kind is not None:  # a FIFO would block, a device never end
-    raise AudioError(name, "file not found" if kind == "missing" else f"is {kind}")
+  if not isinstance(path, bytes):
+    _check_path(path, name)
   try:
     samples, sr = sf.read(source, dtype="float32", always_2d=False)
   except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:

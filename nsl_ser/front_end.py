@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -142,12 +142,17 @@ def mel_power(frames_: np.ndarray, config: FrontEndConfig) -> np.ndarray:
 
 
 def log_mel(waveform: np.ndarray,
-            config: FrontEndConfig = FrontEndConfig()) -> np.ndarray:
+            config: FrontEndConfig = FrontEndConfig(),
+            peak: Optional[float] = None) -> np.ndarray:
   """[frames, mel_bins] float32 log-Mel of a 1-D waveform of any length
-  (:class:`nsl_ser.features.LogMel` on it, up to float rounding)."""
+  (:class:`nsl_ser.features.LogMel` on it, up to float rounding).
+  ``peak``: normalise by this peak instead of the waveform's own (a piece
+  of a longer recording, normalised as the whole of it)."""
   x = np.asarray(waveform, np.float64)
   if config.peak_normalize and len(x):
-    x = x / max(float(np.max(np.abs(x))), PEAK_FLOOR)
+    if peak is None:
+      peak = float(np.max(np.abs(x)))
+    x = x / max(peak, PEAK_FLOOR)
   mel = mel_power(frames(x, config), config)
   return np.log(mel + config.log_floor).astype(np.float32)
 

@@ -115,19 +115,55 @@ def main(argv) -> None:
   except (output.OutputError, model_folder.ModelFolderError,
           litert.ModelError, calibration.CalibrationFileError) as e:
     refuse(e)
-  results, skipped = predictor.predict_paths(
-      p, files, tau=FLAGS.tau, policy=FLAGS.policy,
-      hop_seconds=FLAGS.hop_seconds, min_speech=FLAGS.min_speech,
-      use_vad=FLAGS.vad)
-  header, rows = predictor.ROW_HEADER, list(predictor.table_rows(results))
-  widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else []
-  if rows:
-    for r in [header] + rows:
-      print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)))
-  for path, reason in skipped:
-    print(f"skipped {path}: {reason}", file=sys.stderr)
-  if FLAGS.output:
-    output.write(FLAGS.output, out_format, header, rows,
-                 [predictor.result_record(r) for r in results], skipped)
-  if not results and skipped:
+  header = predictor.ROW_HEADER
+  widths = column_widths(header, files, p.labels)
+  print(format_row(header, widths))
+  writer = (output.ResultWriter(FLAGS.output, out_format, header)
+            if FLAGS.output else None)
+  done = skipped = 0
+  try:
+    for path, r, why in predictor.each_prediction(
+        p, files, tau=FLAGS.tau, policy=FLAGS.policy,
+        hop_seconds=FLAGS.hop_seconds, min_speech=FLAGS.min_speech,
+        use_vad=FLAGS.vad):
+      if r is None:
+        skipped += 1
+        print(f"skipped {path}: {why}", file=sys.stderr)
+        if writer:
+          writer.skip(path, why)
+        continue
+      rows = list(predictor.file_rows(r))
+      if writer:  # on disk before it is shown
+        writer.add(rows, predictor.result_record(r))
+      done += 1
+      for row in rows:
+        print(format_row(row, widths))
+      sys.stdout.flush()
+  except KeyboardInterrupt:
+    kept = writer.abandon() if writer else None
+    sys.stderr.write(f"nsl-ser predict: interrupted after {done} file(s)"
+                     + (f"; their results are in {kept}\n" if kept else "\n"))
+    sys.exit(130)
+  except BaseException:
+    if writer:
+      writer.abandon()
+    raise
+  if writer:
+    writer.close()
+  if skipped:
+    print(f"{skipped} of {len(files)} file(s) skipped", file=sys.stderr)
+  if not done and skipped:
     sys.exit(1)
+
+
+def column_widths(header, files, labels):
+  """Fixed column widths, so that rows print as each file is done."""
+  longest = {"file": max([len(f) for f in files] + [4]),
+             "start": 7, "end": 7,
+             "emotion": max([len(x) for x in labels] + [len(predictor.NO_SPEECH)]),
+             "confidence": 10, "exit": 6, "ms": 7}
+  return [max(len(h), longest.get(h, 0)) for h in header]
+
+
+def format_row(row, widths) -> str:
+  return "  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip()

@@ -28,7 +28,7 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -100,6 +100,12 @@ class Predictor:
     return None
 
   head_probs: Optional[np.ndarray] = None  # this window's functionals head
+  head: Optional[functionals.LinearHead] = None  # the sidecar's, if any
+
+  def utterance_probs(self, feats: np.ndarray) -> Optional[np.ndarray]:
+    """The functionals head's probabilities for one utterance's log-Mel
+    [frames, bins] (None: no head)."""
+    return None
 
   def run_full(self, window: np.ndarray) -> Optional[np.ndarray]:
     """The deepest exit's probabilities in one call when the model has
@@ -197,11 +203,18 @@ class TFLitePredictor(Predictor):
     self._utterances = None
     if self.head is None:
       return
-    bounds, f = functionals.of_utterances(feats, self.head.hop_s)
+    bounds = functionals.utterance_bounds(len(feats), self.head.hop_s)
+    self._utterances = (bounds, np.stack([self.utterance_probs(feats[a:b])
+                                          for a, b in bounds]))
+
+  def utterance_probs(self, feats: np.ndarray) -> Optional[np.ndarray]:
+    if self.head is None:
+      return None
+    f = functionals.functionals(feats, self.head.hop_s)[None]
     if self.head_calibration is not None:
       scale, shift = self.head_calibration
       f = f * scale + shift
-    self._utterances = (bounds, self.head.probs(f))
+    return self.head.probs(f)[0]
 
   def head_at(self, seconds: float) -> Optional[np.ndarray]:
     if getattr(self, "_utterances", None) is None:
@@ -334,27 +347,125 @@ def predict_waveform(p: Predictor, samples: np.ndarray, tau: float = 0.8,
                      min_speech: float = vad.MIN_SPEECH_SECONDS,
                      use_vad: bool = True) -> List[Window]:
   """Windows of the file, classified or (``use_vad``) marked NO_SPEECH."""
+  sr = p.front_end.sample_rate
+  spans = file_speech_spans(samples, sr, min_speech) if use_vad else None
+  peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+  return predict_blocks(p, [samples], len(samples), peak, spans, tau, policy,
+                        hop_seconds, min_speech)
+
+
+@dataclasses.dataclass
+class Scan:
+  """What the first pass over a long file learns: its length in samples,
+  its peak and its speech spans."""
+  samples: int
+  peak: float
+  spans: Optional[List[vad.Span]]
+
+
+def scan_blocks(blocks: Iterable[np.ndarray], sr: int, min_speech: float,
+                use_vad: bool = True) -> Scan:
+  """:class:`Scan` of a file from its blocks (:func:`nsl_ser.audio.blocks`)
+  without holding them: the VAD keeps one level per 10 ms frame."""
+  n, peak = 0, 0.0
+  levels = vad.FrameEnergy(sr)
+  for b in blocks:
+    n += len(b)
+    peak = max(peak, float(np.max(np.abs(b))) if len(b) else 0.0)
+    if use_vad:
+      levels.push(b)
+  spans = None
+  if use_vad:
+    cap = min(min_speech, 0.5 * n / sr)
+    spans = vad.spans_of_levels(levels.finish(), n, sr,
+                                vad.VADConfig(min_speech_seconds=cap))
+  return Scan(n, peak, spans)
+
+
+def _utterances(p: Predictor, n: int) -> List[Tuple[int, int, int]]:
+  """[(first sample, end sample, end frame)] of the head's utterances of a
+  recording ``n`` samples long (none without a head): the utterances of
+  :func:`nsl_ser.functionals.utterance_bounds` over the whole file's
+  log-Mel frames (a file shorter than one frame padded to one), and the
+  samples those frames span."""
+  if p.head is None:
+    return []
+  fe = p.front_end
+  frames = 1 + (max(n, fe.frame_length) - fe.frame_length) // fe.frame_step
+  return [(a * fe.frame_step, (b - 1) * fe.frame_step + fe.frame_length, b)
+          for a, b in functionals.utterance_bounds(frames, p.head.hop_s)]
+
+
+def predict_blocks(p: Predictor, blocks: Iterable[np.ndarray], n: int,
+                   peak: float, spans: Optional[List[vad.Span]],
+                   tau: float = 0.8, policy: str = "max_prob",
+                   hop_seconds: float = 1.5,
+                   min_speech: float = vad.MIN_SPEECH_SECONDS) -> List[Window]:
+  """:func:`predict_waveform` on a file that arrives in ``blocks``, ``n``
+  samples in all, whose ``peak`` and VAD ``spans`` are known
+  (:func:`scan_blocks`). Holds only the samples of the windows and of the
+  head's utterance still open (about 15 s), so memory does not grow with
+  the file; the windows equal those of the whole file in one block."""
   fe = p.front_end
   sr = fe.sample_rate
   win, hop = fe.clip_samples, int(round(hop_seconds * sr))
-  spans = file_speech_spans(samples, sr, min_speech) if use_vad else None
-  p.begin_file(samples)
-  out = []
-  for s in window_starts(len(samples), win, hop):
-    start, end = s / sr, min(s + win, len(samples)) / sr
-    if spans is not None and not has_speech(spans, start, end, min_speech):
-      out.append(no_speech_window(start, end))
-      continue
-    p.head_probs = p.head_at(0.5 * (start + end))
-    chunk = samples[s:s + win]
-    if len(chunk) < win:  # short clip: the training policy (centre, pad)
-      pad = win - len(chunk)
-      chunk = np.pad(chunk, (pad // 2, pad - pad // 2))
-    probs, name, ms = classify_window(p, chunk, tau, policy)
-    i = int(np.argmax(probs))
-    out.append(Window(start, end, p.labels[i], float(probs[i]), name, ms,
-                      [float(v) for v in probs]))
+  starts = window_starts(n, win, hop)
+  utts = _utterances(p, n)
+  heads: Dict[int, np.ndarray] = {}  # utterance: the head's probabilities
+  buf, buf0, got, wi = np.zeros(0, np.float32), 0, 0, 0  # buf0: buf's start
+  out: List[Window] = []
+
+  def utterance_of(seconds: float) -> int:
+    frame = seconds / p.head.hop_s
+    return next((i for i, u in enumerate(utts) if frame < u[2]), len(utts) - 1)
+
+  for block in _and_end(blocks):
+    if block is not None:
+      buf = np.concatenate([buf, np.asarray(block, np.float32)])
+      got += len(block)
+    done = block is None or got >= n
+    while len(heads) < len(utts) and (done or got >= utts[len(heads)][1]):
+      a, b, _ = utts[len(heads)]
+      seg = buf[a - buf0:b - buf0]
+      if len(seg) < fe.frame_length:
+        seg = np.pad(seg, (0, fe.frame_length - len(seg)))
+      heads[len(heads)] = p.utterance_probs(log_mel(seg, fe, peak))
+    while wi < len(starts):
+      s = starts[wi]
+      start, end = s / sr, min(s + win, n) / sr
+      if not done and got < s + win:
+        break
+      if spans is not None and not has_speech(spans, start, end, min_speech):
+        out.append(no_speech_window(start, end))
+        wi += 1
+        continue
+      k = utterance_of(0.5 * (start + end)) if utts else None
+      if k is not None and k not in heads:
+        break
+      p.head_probs = None if k is None else heads[k]
+      chunk = buf[s - buf0:s - buf0 + win]
+      if len(chunk) < win:  # short clip: the training policy (centre, pad)
+        pad = win - len(chunk)
+        chunk = np.pad(chunk, (pad // 2, pad - pad // 2))
+      probs, name, ms = classify_window(p, chunk, tau, policy)
+      i = int(np.argmax(probs))
+      out.append(Window(start, end, p.labels[i], float(probs[i]), name, ms,
+                        [float(v) for v in probs]))
+      wi += 1
+    keep = min(starts[wi] if wi < len(starts) else got,
+               utts[len(heads)][0] if len(heads) < len(utts) else got)
+    if keep > buf0:
+      buf, buf0 = buf[keep - buf0:], keep
+    if block is None:
+      break
+  p.head_probs = None
   return out
+
+
+def _and_end(blocks: Iterable[np.ndarray]):
+  """The blocks, then None."""
+  yield from blocks
+  yield None
 
 
 def summarise(p: Predictor, path: str, ws: Sequence[Window]) -> FileResult:
@@ -370,13 +481,30 @@ def summarise(p: Predictor, path: str, ws: Sequence[Window]) -> FileResult:
                     speech[0].exit if len(exits) == 1 else "mixed", ms, list(ws))
 
 
-def predict_file(p: Predictor, path: str, **kw) -> FileResult:
-  """Raises audio.AudioError for files that are not usable audio.
+# Files longer than this are read in two passes of blocks (flat memory).
+LONG_FILE_SECONDS = 60.0
+
+
+def predict_file(p: Predictor, path: str, long_seconds: float = LONG_FILE_SECONDS,
+                 **kw) -> FileResult:
+  """Raises audio.AudioError for files that are not usable audio. Files
+  longer than ``long_seconds`` are decoded twice, block by block
+  (:func:`nsl_ser.audio.blocks`): once for their length, peak and speech
+  (:func:`scan_blocks`), once for the windows (:func:`predict_blocks`).
 
   ``kw``: tau, policy, hop_seconds, min_speech, use_vad (predict_waveform).
   """
-  samples = audio.load_audio(path, p.front_end.sample_rate)
-  return summarise(p, path, predict_waveform(p, samples, **kw))
+  sr = p.front_end.sample_rate
+  if audio.duration(path) <= long_seconds:
+    return summarise(p, path, predict_waveform(
+        p, audio.load_audio(path, sr), **kw))
+  use_vad = kw.pop("use_vad", True)
+  min_speech = kw.get("min_speech", vad.MIN_SPEECH_SECONDS)
+  scan = scan_blocks(audio.blocks(path, sr), sr, min_speech, use_vad)
+  if scan.peak < audio.SILENCE_PEAK:
+    raise audio.AudioError(path, "all-silent audio")
+  return summarise(p, path, predict_blocks(
+      p, audio.blocks(path, sr), scan.samples, scan.peak, scan.spans, **kw))
 
 
 def expand_paths(paths: Sequence[str]) -> List[str]:
@@ -390,18 +518,27 @@ def expand_paths(paths: Sequence[str]) -> List[str]:
   return out
 
 
+def each_prediction(p: Predictor, files: Sequence[str], **kw
+                    ) -> Iterator[Tuple[str, Optional[FileResult], Optional[str]]]:
+  """(file, result, None) or (file, None, why it was skipped) per file, as
+  each is done; bad files never stop the run. ``kw`` as for predict_file."""
+  for path in files:
+    try:
+      yield path, predict_file(p, path, **kw), None
+    except audio.AudioError as e:
+      yield path, None, e.reason
+
+
 def predict_paths(p: Predictor, paths: Sequence[str], **kw
                   ) -> Tuple[List[FileResult], List[Tuple[str, str]]]:
-  """(results, skipped[(file, reason)]); bad files never stop the run.
-
-  ``kw`` as for predict_file (tau, policy, hop_seconds, min_speech, use_vad).
-  """
+  """(results, skipped[(file, reason)]) of files and folders
+  (:func:`each_prediction`)."""
   results, skipped = [], []
-  for path in expand_paths(paths):
-    try:
-      results.append(predict_file(p, path, **kw))
-    except audio.AudioError as e:
-      skipped.append((path, e.reason))
+  for path, r, why in each_prediction(p, expand_paths(paths), **kw):
+    if r is None:
+      skipped.append((path, why))
+    else:
+      results.append(r)
   return results, skipped
 
 
@@ -427,11 +564,16 @@ def table_rows(results: Sequence[FileResult]):
   """Rows under ROW_HEADER: a summary row per file (start, end empty); files
   of several windows add one row per window. Every row names its file."""
   for r in results:
-    yield [r.path, "", "", r.emotion, f"{r.confidence:.2f}", r.exit, f"{r.ms:.1f}"]
-    if len(r.windows) > 1:
-      for w in r.windows:
-        yield [r.path, f"{w.start:.1f}", f"{w.end:.1f}", w.emotion,
-               f"{w.confidence:.2f}", w.exit, f"{w.ms:.1f}"]
+    yield from file_rows(r)
+
+
+def file_rows(r: FileResult):
+  """:func:`table_rows` of one file."""
+  yield [r.path, "", "", r.emotion, f"{r.confidence:.2f}", r.exit, f"{r.ms:.1f}"]
+  if len(r.windows) > 1:
+    for w in r.windows:
+      yield [r.path, f"{w.start:.1f}", f"{w.end:.1f}", w.emotion,
+             f"{w.confidence:.2f}", w.exit, f"{w.ms:.1f}"]
 
 
 def result_record(r: FileResult) -> Dict:

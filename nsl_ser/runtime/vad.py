@@ -64,12 +64,42 @@ def _frame_geometry(n: int, sr: int, cfg: VADConfig) -> Tuple[int, int, int]:
 def frame_energy_db(samples: np.ndarray, sr: int,
                     cfg: VADConfig = VADConfig()) -> np.ndarray:
   """RMS level of each frame in dBFS (frames ``hop`` apart, from sample 0)."""
-  x = np.asarray(samples, dtype=np.float64).reshape(-1)
-  frame, hop, count = _frame_geometry(len(x), sr, cfg)
-  cum = np.concatenate([[0.0], np.cumsum(x * x)])
-  starts = np.arange(count) * hop
-  ends = np.minimum(starts + frame, len(x))
-  energy = (cum[ends] - cum[starts]) / np.maximum(ends - starts, 1)
+  acc = FrameEnergy(sr, cfg)
+  acc.push(samples)
+  return acc.finish()
+
+
+class FrameEnergy:
+  """:func:`frame_energy_db` block by block, for files too long to hold:
+  :meth:`push` the samples in order, then :meth:`finish` (each frame's sum
+  of squares is computed from its own samples, so the levels do not depend
+  on where the blocks end)."""
+
+  def __init__(self, sr: int, cfg: VADConfig = VADConfig()):
+    self.frame, self.hop, _ = _frame_geometry(0, sr, cfg)
+    self._carry = np.zeros(0, np.float64)  # samples of frames not yet done
+    self._levels: List[np.ndarray] = []
+    self.samples = 0
+
+  def push(self, samples: np.ndarray) -> None:
+    x = np.concatenate([self._carry, np.asarray(samples, np.float64).reshape(-1)])
+    self.samples += len(x) - len(self._carry)
+    count = 0 if len(x) < self.frame else 1 + (len(x) - self.frame) // self.hop
+    if count:
+      w = np.lib.stride_tricks.sliding_window_view(x, self.frame)[::self.hop][:count]
+      self._levels.append(_db(np.sum(w * w, axis=1) / self.frame))
+    self._carry = x[count * self.hop:]
+
+  def finish(self) -> np.ndarray:
+    """The levels of every frame: a recording shorter than one frame has
+    one, over what there is."""
+    if not self._levels:
+      x = self._carry
+      return _db(np.array([np.sum(x * x) / max(len(x), 1)]))
+    return np.concatenate(self._levels)
+
+
+def _db(energy: np.ndarray) -> np.ndarray:
   return 10.0 * np.log10(np.maximum(energy, 1e-20))
 
 
@@ -117,10 +147,18 @@ def merge_spans(spans: Sequence[Span], max_gap: float) -> List[Span]:
 def speech_spans(samples: np.ndarray, sr: int,
                  cfg: VADConfig = VADConfig()) -> List[Span]:
   """Speech as sorted, disjoint (start_s, end_s) within the file."""
-  n = len(samples)
+  return spans_of_levels(frame_energy_db(samples, sr, cfg), len(samples), sr,
+                         cfg)
+
+
+def spans_of_levels(energy_db: np.ndarray, n: int, sr: int,
+                    cfg: VADConfig = VADConfig()) -> List[Span]:
+  """:func:`speech_spans` from a file's frame levels (:class:`FrameEnergy`)
+  and its length ``n`` in samples."""
   frame, hop, _ = _frame_geometry(n, sr, cfg)
+  mask = energy_db >= threshold_db(energy_db, cfg)
   raw = [(a * hop / sr, min((b - 1) * hop + frame, n) / sr)
-         for a, b in mask_runs(speech_mask(samples, sr, cfg))]
+         for a, b in mask_runs(mask)]
   merged = merge_spans(raw, cfg.hangover_seconds)
   return [(s, e) for s, e in merged if e - s >= cfg.min_speech_seconds]
 

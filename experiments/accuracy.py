@@ -29,9 +29,8 @@ from typing import Dict, List, Optional
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import (augment, data, embed, evaluation, functionals, graph, micro,
-                     models, normalization, nsl_train, records, recipe, source,
-                     splits, training)
+from nsl_ser import augment, data, embed, evaluation, functionals, graph, models, normalization, nsl_train, records, recipe, source, splits, training
+from nsl_ser.export import micro
 from nsl_ser.runtime import litert
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.prepare import PrepareConfig, atomic_write_text, prepare

@@ -40,7 +40,8 @@ from typing import Callable
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import evaluation, export, functionals, micro, models, source, splits
+from nsl_ser import evaluation, export, functionals, models, source, splits
+from nsl_ser.export import micro
 from nsl_ser.runtime import litert
 from nsl_ser.features import DFT_MODES, FrontEndConfig, LogMel
 from nsl_ser.compat import tf
@@ -133,7 +134,8 @@ def front_end_macs(fe: FrontEndConfig, dft: str) -> int:
   [L/2, bins] products) or a radix-2 real FFT ("fft": (N/4) log2(N/2)
   complex butterflies of 4 real MACs, plus the split step), plus a pass
   over the frame (window or fold), the power and the (sparse) Mel bank."""
-  from nsl_ser import features, micro_front_end
+  from nsl_ser import features
+  from nsl_ser.export import micro_front_end
   lo, hi = features.mel_bin_range(fe)
   bins = hi - lo
   if dft == "matmul":
@@ -149,7 +151,7 @@ def c_libraries(sdir: str, fe: FrontEndConfig, k: int, with_head: bool,
                 build_dir: str):
   """The export's C front end and (``with_head``) C head, built once on
   this host into ``build_dir``: (CFrontEnd, CFunctionals or None)."""
-  from nsl_ser import micro_front_end, micro_functionals
+  from nsl_ser.export import micro_front_end, micro_functionals
   src = os.path.join(sdir, "micro", "front_end")
   cfe = micro_front_end.CFrontEnd(micro_front_end.build_library(
       src, os.path.join(build_dir, "fe.so")), fe)
@@ -176,7 +178,7 @@ def mcu_from_audio(sdir: str, c, audio: np.ndarray, feats: np.ndarray,
                    stages, out_q, names) -> dict:
   """The exported C front end ``c`` (built on this host), then the int8
   stages; the C code's sizes."""
-  from nsl_ser import micro_front_end
+  from nsl_ser.export import micro_front_end
   src = os.path.join(sdir, "micro", "front_end")
   cf = np.stack([c.features(a) for a in audio])
   streamed = np.stack([c.streamed(a) for a in audio])

@@ -9,7 +9,7 @@ models run with LiteRT:
   * PTQ: nsl_ser.export.convert_int8 of the float exits model, calibrated on
     --num_calibration training clips (export.calibration_subset, the clips
     experiments/export_benchmark.py uses);
-  * QAT: nsl_ser.qat: ranges from the same clips, fine-tuned --epochs on the
+  * QAT: nsl_ser.export.qat: ranges from the same clips, fine-tuned --epochs on the
     fold's training speakers (cross-entropy + distillation from the float
     model), epoch chosen on its validation speakers, converted to int8;
 plus the float Keras model, and (--phone, default) the audio-input phone
@@ -26,7 +26,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from nsl_ser import evaluation, export, models, qat, source, splits
+from nsl_ser import evaluation, export, models, source, splits
+from nsl_ser.export import qat
 from nsl_ser.runtime import litert
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.results import RESULTS_DIR, markdown_table, write_results

@@ -43,7 +43,7 @@ class RunConfig:
   # "speaker" is measured by experiments/accuracy.py.
   normalization: str = "global"
   tau: float = 0.8
-  quantization: str = "ptq"  # int8 export: ptq | qat | auto (nsl_ser.qat)
+  quantization: str = "ptq"  # int8 export: ptq | qat | auto (nsl_ser.export.qat)
   strategy: str = "default"
   seed: int = 0
 

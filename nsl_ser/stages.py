@@ -124,7 +124,8 @@ def run_train_student(cfg: RunConfig) -> Dict:
 
 
 def run_export(cfg: RunConfig) -> Dict:
-  from nsl_ser import export, qat, splits
+  from nsl_ser import export, splits
+  from nsl_ser.export import qat
   model = models.load_model(cfg.path("student", source.MODEL_FILE))
   labels = source.read_labels(cfg.path("student"))
   split = splits.get_split(cfg.target, cfg.fold)

@@ -107,7 +107,8 @@ def test_shipped_c_sources_are_the_generators_and_build(tmp_path):
   generators write for the shipped model (front end with stage 1's input
   qparams; head with its weights and per-exit temperatures), recorded in
   model.json, and it builds (C99, -Werror)."""
-  from nsl_ser import functionals, micro, micro_front_end, micro_functionals
+  from nsl_ser import functionals
+  from nsl_ser.export import micro, micro_front_end, micro_functionals
   from nsl_ser.runtime import litert
   from nsl_ser.features import FrontEndConfig
   root = os.path.dirname(predictor.DEFAULT_MODEL)

@@ -13,7 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from nsl_ser import data, edgetpu, export, micro, models, records, splits
+from nsl_ser import data, export, models, records, splits
+from nsl_ser.export import edgetpu, micro
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras, tf
 from nsl_ser.features import FrontEndConfig
@@ -432,7 +433,7 @@ C_FRONT_END_TOLERANCE = 2e-3
 
 @pytest.fixture(scope="module")
 def c_front_end(out, tmp_path_factory):
-  from nsl_ser import micro_front_end
+  from nsl_ser.export import micro_front_end
   lib = str(tmp_path_factory.mktemp("cfe") / "libfront_end.so")
   micro_front_end.build_library(os.path.join(out, "micro", "front_end"), lib)
   return micro_front_end.CFrontEnd(lib)
@@ -600,7 +601,7 @@ def test_corrupt_truncated_and_mismatched_models_raise(out, tmp_path):
   (d / "micro/stage_2_int8.tflite").write_bytes(bytes(blob))
   with pytest.raises(ModelError, match="sha256"):
     micro.MicroModel.from_file(str(d / "micro/stage_2_int8.tflite"))
-  from nsl_ser import micro_front_end  # the C front end: same checks
+  from nsl_ser.export import micro_front_end  # the C front end: same checks
   tables = d / "micro/front_end/front_end_tables.c"
   tables.write_text(tables.read_text().replace("0.5", "0.6", 1))
   with pytest.raises(ModelError, match=r"front_end_tables.c.*sha256"):

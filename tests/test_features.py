@@ -83,7 +83,7 @@ def test_folded_dft_equals_the_fft(emodb_files, window_ms):
   (periodic for even lengths, symmetric for odd ones, as TensorFlow builds
   it) and gives the FFT's features; the C front end's window table is the
   same window."""
-  from nsl_ser import micro_front_end
+  from nsl_ser.export import micro_front_end
   cfg = FrontEndConfig(window_ms=window_ms)
   x = np.stack([fix_length(tf.constant(load_audio(f)), cfg.clip_samples).numpy()
                 for f in emodb_files[::120]])

@@ -172,13 +172,13 @@ def test_calibration_keeps_functionals_statistics(emodb_files, tmp_path):
 
 
 def test_c_head_matches_numpy(emodb, tmp_path):
-  """The C99 head (nsl_ser.micro_functionals), built with the system
+  """The C99 head (nsl_ser.export.micro_functionals), built with the system
   compiler, gives the numpy functionals, probabilities and fusion on real
   clips' features: 3 s windows, the longest whole clip, a window padded with
   the log floor and a single frame; the per-exit temperatures after the
   fusion as predict applies them."""
   from nsl_ser.runtime import confidence
-  from nsl_ser import micro_functionals as mf
+  from nsl_ser.export import micro_functionals as mf
   u, x, k, _, (tr, va, _), ref = fold0(emodb)
   head = functionals.fit_head(x[tr], u.labels[tr], x[va], u.labels[va], k, HOP_S, ref)
   src = tmp_path / "fx"

@@ -118,7 +118,7 @@ def test_outputs_and_report(resumed_run, data_dir):
                                p.head.probs(fx[k:k + 1])[0], rtol=1e-6)
   p.begin_file(clip)
   # the exported C head (micro/front_end/functionals.*) gives the same
-  from nsl_ser import micro_functionals
+  from nsl_ser.export import micro_functionals
   src = os.path.join(work, "tflite", "micro", "front_end")
   assert "micro/front_end/functionals.c" in side["files"]
   lib = micro_functionals.CFunctionals(micro_functionals.build_library(

@@ -244,7 +244,7 @@ def header_constants() -> dict:
 
 @pytest.fixture(scope="module")
 def c_prosody(tmp_path_factory):
-  # the flags of nsl_ser.micro_front_end.compile_library (not imported here:
+  # the flags of nsl_ser.export.micro_front_end.compile_library (not imported here:
   # that module imports TensorFlow, seconds this file does not need)
   cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
   if cc is None:

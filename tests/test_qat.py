@@ -1,4 +1,4 @@
-"""Quantisation-aware training on real EmoDB clips (nsl_ser.qat).
+"""Quantisation-aware training on real EmoDB clips (nsl_ser.export.qat).
 
 A briefly trained early-exit student (as in test_export.py) is made
 quantisation-aware, fine-tuned for two epochs on a slice of the fold-0
@@ -8,7 +8,8 @@ test speakers.
 import numpy as np
 import pytest
 
-from nsl_ser import data, evaluation, export, models, qat, records, splits
+from nsl_ser import data, evaluation, export, models, records, splits
+from nsl_ser.export import qat
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 
@@ -195,7 +196,7 @@ def test_qat_export_runs_on_every_target(tuned, student, emodb, records_dir,
   """export_all with the QAT copy: phone int8 (audio in), MCU stages chained
   across QAT ranges (TFLite Micro = LiteRT reference kernels), Edge TPU
   model; the float phone model still comes from the float student."""
-  from nsl_ser import edgetpu, micro
+  from nsl_ser.export import edgetpu, micro
   rec = f"{records_dir}/emodb"
   split = splits.get_split("emodb", 0)
   train_audio, _, _ = export.load_audio(rec, emodb["labels"], sorted(split.train))

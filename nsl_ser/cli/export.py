@@ -13,7 +13,8 @@ import os
 
 from absl import flags, logging
 
-from nsl_ser import export, models, qat, source, splits
+from nsl_ser import export, models, source, splits
+from nsl_ser.export import qat
 from nsl_ser.features import FrontEndConfig
 
 FLAGS = flags.FLAGS

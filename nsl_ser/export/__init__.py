@@ -3,7 +3,7 @@
 :func:`export_all` is the one orchestrator. In order it
   1. computes the calibration clips' features (:mod:`.inputs`);
   2. picks the model the int8 files come from, PTQ or QAT
-     (:mod:`.quantize`, which calls :mod:`nsl_ser.qat`);
+     (:mod:`.quantize`, which calls :mod:`nsl_ser.export.qat`);
   3. writes the phone models, audio in (:mod:`.phone`), the
      microcontroller stages with their C front end (:mod:`.mcu`) and the
      Edge TPU model with its compatibility report (:mod:`.tpu`);
@@ -11,9 +11,12 @@
      labels, exits, I/O, MACs, checksums, arenas, normalisation, licence:
      :mod:`.contract`).
 
-Every file goes through a temporary name (:mod:`.files`). The steps only
-import downwards (:mod:`nsl_ser.convert`, :mod:`nsl_ser.micro`,
-:mod:`nsl_ser.qat`, :mod:`nsl_ser.edgetpu`), never this package.
+Every file goes through a temporary name (:mod:`.files`). Beside the steps
+sit the building blocks they call: :mod:`.convert` (TFLite conversion),
+:mod:`.qat`, :mod:`.micro` (TFLite Micro stages), :mod:`.micro_front_end`
+and :mod:`.micro_functionals` (the C99 front end and head, from the
+templates in ``nsl_ser/c/``) and :mod:`.edgetpu`; they import only each
+other, never this package or its steps (tests/test_imports.py).
 """
 from __future__ import annotations
 
@@ -24,10 +27,11 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from nsl_ser import models, qat
+from nsl_ser import models
+from nsl_ser.export import qat
 from nsl_ser.compat import keras
-from nsl_ser.convert import (calibration_subset, convert_float, convert_int8,
-                             exit_submodel, exits_model, output_names)
+from nsl_ser.export.convert import (calibration_subset, convert_float, convert_int8,
+                                    exit_submodel, exits_model, output_names)
 from nsl_ser.export.contract import (DEVICE_CONTRACT, FUSION_CONTRACT,
                                      LICENCE, SIDECAR, front_end_spec,
                                      norm_spec, normalization_of)

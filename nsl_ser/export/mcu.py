@@ -6,7 +6,8 @@ import numpy as np
 
 from typing import Optional, Sequence
 
-from nsl_ser import functionals, micro, micro_front_end, micro_functionals
+from nsl_ser import functionals
+from nsl_ser.export import micro, micro_front_end, micro_functionals
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 from nsl_ser.export.contract import MICRO_USAGE
@@ -52,5 +53,5 @@ def write_micro(w: Writer, model: keras.Model, cal_feats: np.ndarray,
                                                 temperatures).items():
       w.add(f"micro/front_end/{name}", text.encode(), target="mcu")
   return {"stages": len(stages), "boundaries": bounds, "arena_bytes": arenas,
-          "front_end": "micro/front_end (C99: nsl_ser.micro_front_end)",
+          "front_end": "micro/front_end (C99: nsl_ser.export.micro_front_end)",
           "usage": MICRO_USAGE}

@@ -3,7 +3,7 @@
 * :func:`convert_staged_phone` (models with exits): signatures
   ``front_end`` (audio -> features, once per window), ``stage_1`` ...
   ``stage_K`` (the previous activations -> ``exit_k`` and
-  ``block{k}_act``; :func:`nsl_ser.micro.stage_model`, weights shared),
+  ``block{k}_act``; :func:`nsl_ser.export.micro.stage_model`, weights shared),
   ``full`` (audio -> every exit in one call), and for live audio
   ``frame_power`` / ``log_mel`` (the front end frame by frame, then the
   window's peak normalisation and log).
@@ -25,7 +25,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from nsl_ser import convert, micro, models
+from nsl_ser import models
+from nsl_ser.export import convert, micro
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras, tf
 from nsl_ser.export.files import Writer
@@ -150,7 +151,7 @@ class StagedPhoneModule(tf.Module):
   or ``block{k-1}_act`` to ``exit_k`` and ``block{k}_act`` (the last
   stage: ``exit_K`` only), and
   ``full`` (audio -> every exit) is the one-call model. The stages are
-  :func:`nsl_ser.micro.stage_model` of the network, so weights are shared
+  :func:`nsl_ser.export.micro.stage_model` of the network, so weights are shared
   and stopping at exit k costs the front end + blocks 1..k + heads 1..k."""
 
   def __init__(self, model: keras.Model, front_end: FrontEndConfig,
@@ -270,7 +271,7 @@ def int8_stage_boundaries(data: bytes) -> bytes:
   are removed, as on the microcontroller, so chaining the stages costs no
   conversion. Producer and consumer were calibrated on the same
   activations: when their qparams agree
-  (:func:`nsl_ser.micro.boundary_qparams_agree`) the consumer takes the
+  (:func:`nsl_ser.export.micro.boundary_qparams_agree`) the consumer takes the
   producer's; when they do not (QAT: the producer's range is trained), the
   QUANTIZE stays and requantises int8 to int8. Without such a boundary the
   ``full`` signature's tensors then take the stages' qparams

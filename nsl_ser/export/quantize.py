@@ -1,7 +1,7 @@
 """The exporter's int8 step: which model the int8 files are converted from.
 
 Post-training quantisation (PTQ) of the float model, or its
-quantisation-aware-trained copy (:mod:`nsl_ser.qat`) fine-tuned on the
+quantisation-aware-trained copy (:mod:`nsl_ser.export.qat`) fine-tuned on the
 split's training speakers; ``auto`` keeps QAT only where it beats PTQ on the
 validation speakers (never the test speakers).
 """
@@ -13,7 +13,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import data, qat, records, splits
+from nsl_ser import data, records, splits
+from nsl_ser.export import qat
 from nsl_ser.compat import keras
 
 MODES = ("auto", "ptq", "qat")
@@ -43,7 +44,7 @@ def int8_source(model: keras.Model, mode: str, calibration_features: np.ndarray,
   ``qat_data``'s training speakers (epoch chosen on its validation
   speakers). ``"auto"``: the same copy, compared with PTQ as full-int8
   feature models on the validation speakers; used only when it wins
-  (:func:`nsl_ser.qat.choose`). ``labels``: the export's classes.
+  (:func:`nsl_ser.export.qat.choose`). ``labels``: the export's classes.
   """
   if mode not in MODES:
     raise ValueError(f"quantization must be one of {MODES}, got {mode!r}")

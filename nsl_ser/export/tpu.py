@@ -1,13 +1,13 @@
 """The exporter's Edge TPU step: one full-int8, single-signature model for
 ``edgetpu_compiler`` and the offline compatibility report
-(:mod:`nsl_ser.edgetpu`)."""
+(:mod:`nsl_ser.export.edgetpu`)."""
 from __future__ import annotations
 
 import json
 
 import numpy as np
 
-from nsl_ser import convert, edgetpu
+from nsl_ser.export import convert, edgetpu
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 from nsl_ser.export.files import Writer

@@ -10,7 +10,7 @@ raises :class:`ModelError` naming the file and the reason.
 
 The flatbuffer helpers (:func:`model_t`, :func:`signature_io`,
 :func:`op_names`...) read the schema directly; the MCU runner
-(:mod:`nsl_ser.micro`) and the Edge TPU checker (:mod:`nsl_ser.edgetpu`)
+(:mod:`nsl_ser.export.micro`) and the Edge TPU checker (:mod:`nsl_ser.export.edgetpu`)
 use them too.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Keras -> TFLite conversion primitives shared by the exporters, the
-microcontroller stages and QAT (:mod:`nsl_ser.export`, :mod:`nsl_ser.micro`,
-:mod:`nsl_ser.qat`); depends on none of them.
+microcontroller stages and QAT (:mod:`nsl_ser.export`, :mod:`nsl_ser.export.micro`,
+:mod:`nsl_ser.export.qat`); depends on none of them.
 
 * :func:`output_names` / :func:`exits_model` / :func:`exit_submodel`: the
   probability outputs of a (multi-exit) model.

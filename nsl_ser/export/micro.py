@@ -20,7 +20,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import convert, early_exit, models
+from nsl_ser import early_exit, models
+from nsl_ser.export import convert
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras
 from nsl_ser.runtime.litert import ModelError, QParams

@@ -1,6 +1,6 @@
 """Quantisation-aware training (QAT) of the early-exit student, int8 conversion.
 
-Post-training quantisation (:func:`nsl_ser.convert.convert_int8`) sometimes
+Post-training quantisation (:func:`nsl_ser.export.convert.convert_int8`) sometimes
 costs the small student several UAR points at its deepest exit. This is the
 QAT variant: a copy of the exits model with tfmot's default 8-bit scheme
 (fake quantisation in the forward pass), fine-tuned briefly, converted to
@@ -8,8 +8,8 @@ the same kind of full-integer model.
 
 * :func:`quantize_aware`: features -> ``exit_1..exit_K``, every layer
   annotated, layer and output names kept (no ``quant_`` prefix), so
-  :func:`nsl_ser.convert.output_names` / ``exit_submodel`` and
-  :func:`nsl_ser.micro.stage_model` find the layers they look for.
+  :func:`nsl_ser.export.convert.output_names` / ``exit_submodel`` and
+  :func:`nsl_ser.export.micro.stage_model` find the layers they look for.
   Conv2D -> BatchNorm -> ReLU blocks get tfmot's transform (per-channel
   kernel fake-quant, BatchNorm unquantized, one fake-quant after the ReLU;
   the converter folds BatchNorm into the convolution). ``norm`` (keras
@@ -50,7 +50,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nsl_ser import convert, data, evaluation, models, self_distill, training
+from nsl_ser import data, evaluation, models, self_distill, training
+from nsl_ser.export import convert
 from nsl_ser.runtime import litert
 from nsl_ser.compat import keras, tf, tfmot
 
@@ -418,7 +419,7 @@ def convert_qat_int8(qat_model: keras.Model,
                      representative_features: np.ndarray) -> bytes:
   """Full-integer int8 TFLite of a QAT model: int8 builtins, int8 input
   and outputs, batch 1, static shape, outputs ``exit_1..exit_K`` by
-  signature name (:func:`nsl_ser.convert.convert_int8` as is).
+  signature name (:func:`nsl_ser.export.convert.convert_int8` as is).
 
   The fake-quant ranges fix every scale they cover; the representative
   clips only calibrate the rest (the input and the SUB inside ``norm``).
@@ -477,7 +478,7 @@ def compare(float_model: keras.Model, features_train: np.ndarray,
             cfg: QATConfig = QATConfig()) -> dict:
   """PTQ vs QAT on test clips, both full-int8 TFLite run with LiteRT.
 
-  PTQ: :func:`nsl_ser.convert.convert_int8` of the float exits model,
+  PTQ: :func:`nsl_ser.export.convert.convert_int8` of the float exits model,
   calibrated on ``calibration_features``. QAT: :func:`quantize_aware`
   (ranges from the same clips) -> :func:`fine_tune` on the training clips,
   selected on the validation clips -> :func:`convert_qat_int8`.

@@ -385,6 +385,12 @@ ROW_NOTES = {
     "head of the whole utterance (423 statistics of its log-Mel speech "
     "frames + logistic regression trained on the utterances and their "
     "speed-perturbed copies, nsl_ser.functionals), averaged",
+    "average+speed+teacher": "the default recipe distilled from the "
+    "functionals head: half of each training target is the head's soft "
+    "label, cross-fitted (each training speaker labelled by a head that "
+    "never saw it)",
+    "average+speed+teacher+functionals": "those models fused with the "
+    "functionals head as nsl-ser predict runs them",
     "baseline": "main's recipe: centre crop, early stopping on val UAR, step decay",
     "+average": "fixed epochs, cosine LR, mean of the last 10 epochs' weights",
     "+crop": "random 3 s crops of whole utterances (random placement if shorter)",
@@ -594,6 +600,10 @@ def summarize(rows: List[dict], wall: float) -> None:
       "wall_s": wall,
   }
   for g, key in (("global", "independent"), ("speaker", "calibrated")):
+    for name in ("average+speed+teacher", "average+speed+teacher+functionals"):
+      if f"{g}/{name}" in agg:  # the distilled student, alone and fused
+        summary[f"uar_{name.replace('average+speed+', '').replace('+', '_')}_{key}"] = (
+            get(f"{g}/{name}"))
     hs = [r["head_only"]["uar"] for r in sel(g, default_row, "head_only")]
     summary[f"uar_functionals_head_{key}"] = float(np.mean(hs)) if hs else nan
     summary[f"uar_exit_1_{key}"] = agg.get(f"{g}/{default_row}", {}).get(

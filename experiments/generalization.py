@@ -89,7 +89,9 @@ flags.DEFINE_enum("head", "functionals", list(HEADS), "The functionals head "
                   "without the band levels (functionals.level_free), "
                   "with or without the prosodic ones.")
 flags.DEFINE_string("head_ablation", None, "Write the head-alone ablation "
-                    "(every head, setting and regime) to this JSON and stop.")
+                    "(every head, setting and regime) to this JSON and to "
+                    "experiments/results/head_ablation.{json,md}, and stop "
+                    "(an existing JSON is only rendered again).")
 flags.DEFINE_bool("refuse", False, "With --merge: make the fused rows again "
                   "from the saved CNN probabilities with the current "
                   "functionals head (no training).")
@@ -775,12 +777,61 @@ def _plot(rel: List[dict], scaled: bool, path: str) -> None:
   os.replace(tmp, path)
 
 
+def headline(regime: str) -> str:
+  """The mode a model of ``regime`` is judged by."""
+  return "calibrated" if regime == "speaker" else "independent"
+
+
+def summarize_ablation(rows: List[dict]) -> None:
+  """experiments/results/head_ablation.{json,md}: every head alone, its
+  validation and test UAR per setting and regime; the head chosen by the
+  mean validation UAR over settings and regimes (each in its headline
+  mode), never by test."""
+  heads = list(dict.fromkeys(r["head"] for r in rows))
+  summary, table = {}, []
+  for r in rows:
+    for part in ("val", "test"):
+      for m in MODES:
+        summary[f"{r['head']}_{r['setting']}_{r['regime']}_{part}_{m}"] = r[f"{part}_{m}"]
+    table.append([r["head"], r["setting"], r["regime"], r["C"],
+                  *(f"{r[f'{p}_{m}']:.1f}" for p in ("val", "test") for m in MODES)])
+  val = {h: float(np.mean([r[f"val_{headline(r['regime'])}"] for r in rows
+                           if r["head"] == h])) for h in heads}
+  test = {h: float(np.mean([r[f"test_{headline(r['regime'])}"] for r in rows
+                            if r["head"] == h])) for h in heads}
+  chosen = max(heads, key=lambda h: val[h])
+  for h in heads:
+    summary[f"{h}_mean_val"], summary[f"{h}_mean_test"] = val[h], test[h]
+  summary["chosen_by_validation"] = heads.index(chosen)
+  md = (
+      "The functionals head alone (no CNN, deterministic), every head "
+      "(`--head`: log-Mel functionals, + the prosodic cues of "
+      "`nsl_ser.prosody`, prosody alone, the level-free variants) on the "
+      "leave-one-corpus-out and pooled settings of `generalization.md`, "
+      "both regimes. C is chosen on the validation speakers. The head is "
+      "chosen by the mean validation UAR (each regime in its headline mode: "
+      f"global independent, speaker calibrated): **{chosen}** "
+      f"(`chosen_by_validation` = {heads.index(chosen)}, the index in "
+      f"{heads}).\n\n"
+      + markdown_table(["head", "mean val UAR", "mean test UAR"],
+                       [[h, f"{val[h]:.1f}", f"{test[h]:.1f}"] for h in heads])
+      + "\n\n" + markdown_table(
+          ["head", "setting", "regime", "C", "val indep.", "val calib.",
+           "test indep.", "test calib."], table) + "\n")
+  print(write_results("head_ablation", summary, {"rows": rows, "heads": heads,
+                                                 "chosen": chosen}, md,
+                      out_dir=F.results_dir or os.path.join(
+                          os.path.dirname(BASELINES_JSON))))
+
+
 def main(argv):
   del argv
   t0 = time.time()
   if F.head_ablation:
-    atomic_write_text(F.head_ablation, json.dumps(head_ablation(
-        F.regimes, F.settings or list(settings())), indent=1))
+    if not os.path.exists(F.head_ablation):
+      atomic_write_text(F.head_ablation, json.dumps(head_ablation(
+          F.regimes, F.settings or list(settings())), indent=1))
+    summarize_ablation(json.load(open(F.head_ablation)))
     return
   if F.clips_curve:
     out = clips_curve(F.default_regime,

@@ -190,7 +190,9 @@ def stream_latency(venv: str, clips: Sequence[str], tmp: str) -> Dict:
 def target_rows(s: Dict) -> List[List]:
   def ok(cond: bool) -> str:
     return "met" if cond else "**not met**"
-  within = abs(s["rss_60min_mb"] - s["rss_1min_mb"]) <= 0.1 * s["rss_1min_mb"]
+  # flat: the hour may not need more than 10 % above the minute (it may
+  # need less: the minute is read whole, the hour in blocks)
+  within = s["rss_60min_mb"] <= 1.1 * s["rss_1min_mb"]
   return [
       ["one clip, wall (s)", s["predict_one_clip_s"], "<= 1.0",
        ok(s["predict_one_clip_s"] <= 1.0)],
@@ -201,7 +203,7 @@ def target_rows(s: Dict) -> List[List]:
       ["runtime install (MB)", s["runtime_install_mb"], "<= 200",
        ok(s["runtime_install_mb"] <= 200)],
       ["60-min file, peak RSS (MB)", s["rss_60min_mb"],
-       f"<= 300 and within 10 % of 1-min ({s['rss_1min_mb']:.1f})",
+       f"<= 300 and <= 1.1 x the 1-min file's ({s['rss_1min_mb']:.1f})",
        ok(s["rss_60min_mb"] <= 300 and within)],
       ["stream, first window / worst window (ms)",
        f"{s['stream_first_window_ms']:.1f} / {s['stream_max_window_ms']:.1f}",
@@ -234,9 +236,9 @@ def markdown(s: Dict, d: Dict) -> str:
       f"real time, latency median {d['stream']['median_ms']:.1f} ms. "
       "`nsl-ser predict CLIP` with the installed package's own default "
       f"model (no `--model`): {'works' if d['default_model_works'] else 'fails'}."
-      " Peak memory grows with a file's length (whole-file decode, VAD and "
-      "the head's log-Mel; block-wise decoding is not built yet). Wall times "
-      "are from a shared 2-core machine.\n")
+      " Files up to 60 s are read whole; longer ones in two passes of 10 s "
+      "blocks (`predictor.predict_blocks`), so peak memory does not grow "
+      "with a file's length. Wall times are from a shared 2-core machine.\n")
 
 
 def main(argv):

@@ -14,19 +14,25 @@ SPLITS_DIR = os.path.join(SHARED, "splits")
 # checked for seeds 0-4 once (NSL_SER_TEST_SEED=k make test); CI uses 0.
 SEED = int(os.environ.get("NSL_SER_TEST_SEED", "0"))
 
-if not os.path.isdir(os.path.join(DATA_DIR, "emodb")):
-  raise RuntimeError(f"{DATA_DIR}: the shared corpora are missing; tests "
-                     "read RAVDESS and EmoDB from ../shared/data")
 
 
-@pytest.fixture(scope="session")
-def data_dir() -> str:
+def need_data() -> str:
+  """The corpora's folder; a clear error when it is missing (the golden
+  tests, tests/test_golden.py, need none)."""
+  if not os.path.isdir(os.path.join(DATA_DIR, "emodb")):
+    raise RuntimeError(f"{DATA_DIR}: the shared corpora are missing; tests "
+                       "read RAVDESS, EmoDB and nEMO from ../shared/data")
   return DATA_DIR
 
 
 @pytest.fixture(scope="session")
+def data_dir() -> str:
+  return need_data()
+
+
+@pytest.fixture(scope="session")
 def emodb_files() -> list:
-  d = os.path.join(DATA_DIR, "emodb", "wav")
+  d = os.path.join(need_data(), "emodb", "wav")
   return sorted(os.path.join(d, f) for f in os.listdir(d))
 
 
@@ -34,6 +40,7 @@ def emodb_files() -> list:
 def records_dir(tmp_path_factory) -> str:
   """Full prepare of both corpora (takes seconds), shared by the suite."""
   from nsl_ser.prepare import PrepareConfig, prepare
+  need_data()
   out = str(tmp_path_factory.mktemp("records"))
   for corpus in ("ravdess", "emodb"):
     prepare(PrepareConfig(corpus, DATA_DIR, os.path.join(out, corpus),

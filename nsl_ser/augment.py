@@ -14,7 +14,7 @@ Evaluation never crops at random: it uses the centre crop of the front end
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soxr
@@ -75,9 +75,11 @@ def change_speed(waveform: np.ndarray, factor: float, sample_rate: int
 def load_utterances(files: Sequence[str], label_names: Sequence[str],
                     speeds: Sequence[float] = (1.0,),
                     front_end: FrontEndConfig = FrontEndConfig(),
-                    progress: bool = True) -> Utterances:
+                    progress: bool = True,
+                    keep: Optional[Callable[[str], bool]] = None) -> Utterances:
   """Every utterance of the prepared shards whose label is in
-  ``label_names``, as whole-length log-Mel features at each speed."""
+  ``label_names`` (and, given ``keep``, whose id it keeps), as
+  whole-length log-Mel features at each speed."""
   from tqdm import tqdm
   log_mel = LogMel(front_end)
   table = {n: i for i, n in enumerate(label_names)}
@@ -86,7 +88,8 @@ def load_utterances(files: Sequence[str], label_names: Sequence[str],
   for ex in tqdm(examples, desc="utterance features", unit="clip",
                  disable=not progress):
     name = records.feature_value(ex, "label_name")
-    if name not in table:
+    if name not in table or (keep is not None and
+                             not keep(records.feature_value(ex, "id"))):
       continue
     wav = records.decode_waveform(tf.constant(
         records.feature_value(ex, "waveform"))).numpy()

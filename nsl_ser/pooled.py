@@ -10,7 +10,7 @@ and EmoDB speaker 03 stay two people.
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Iterable, List, Mapping, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -54,13 +54,17 @@ class Pool:
 
 def load_pool(records_dirs: Mapping[str, str], labels: Sequence[str],
               speeds: Sequence[float] = (1.0,),
-              front_end: FrontEndConfig = FrontEndConfig()) -> Pool:
-  """``records_dirs``: {corpus name: prepared TFRecords folder}."""
+              front_end: FrontEndConfig = FrontEndConfig(),
+              keep: Optional[Callable[[str], bool]] = None) -> Pool:
+  """``records_dirs``: {corpus name: prepared TFRecords folder};
+  ``keep``: only the utterances whose id it keeps (a quick subset)."""
   utts, arrays, corpus = [], [], []
   for name, rec in records_dirs.items():
     files = records.list_shards(rec)
-    u = augment.load_utterances(files, labels, speeds, front_end)
+    u = augment.load_utterances(files, labels, speeds, front_end, keep=keep)
     a = data.load_arrays(files, labels, front_end=front_end)
+    if keep is not None:
+      a = a.subset(np.isin(a.ids, u.ids))
     u.speakers = np.array(keys(name, u.speakers))
     a.speakers = np.array(keys(name, a.speakers))
     order = np.argsort(a.ids)

@@ -198,8 +198,9 @@ def test_writes_are_atomic_with_unique_temporary_files(tmp_path):
   target = tmp_path / "out.json"
   code = ("import json, sys\nfrom nsl_ser.runtime import output\n"
           "for i in range(100):\n"
-          "  output.write(sys.argv[1], 'json', [], [], [{'file': 'x', 'i': i,"
-          " 'pad': 'y' * 5000}], [])\n")
+          "  w = output.ResultWriter(sys.argv[1], 'json', [])\n"
+          "  w.add([], {'file': 'x', 'i': i, 'pad': 'y' * 5000})\n"
+          "  w.close()\n")
   procs = [subprocess.Popen([sys.executable, "-c", code, str(target)], cwd=ROOT)
            for _ in range(4)]
   reads = 0

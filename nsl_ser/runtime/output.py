@@ -15,7 +15,7 @@ import json
 import math
 import os
 import tempfile
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence
 
 from nsl_ser.audio import file_kind
 
@@ -149,21 +149,3 @@ class ResultWriter:
         os.unlink(self.partial)
       return None
     return self.partial
-
-
-def write(path: str, fmt: str, header: Sequence[str], rows: Iterable[Sequence],
-          records: List[dict], skipped: Sequence[Tuple[str, str]]) -> None:
-  """Every result at once through a :class:`ResultWriter` (``rows``: all
-  files' table rows, written before the records' JSON)."""
-  w = ResultWriter(path, fmt, header)
-  try:
-    if fmt == "csv":
-      w._csv.writerows(rows)
-    for r in records:
-      w.add([], r)
-    for f, why in skipped:
-      w.skip(f, why)
-    w.close()
-  except BaseException:
-    w.abandon(keep=False)
-    raise

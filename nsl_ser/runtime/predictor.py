@@ -3,7 +3,9 @@
 Clips up to the model's window are classified once (fixed to the window as
 in training). Longer files are cut into overlapping windows (``hop_seconds``
 apart, the last one flush with the end) and reported as a timeline; the
-file's emotion is the mean of the windows' probabilities. Each window runs
+file's emotion is the mean of the windows' probabilities. Files longer than
+:data:`LONG_FILE_SECONDS` are read in blocks, twice (:func:`predict_file`),
+so that memory does not grow with their length. Each window runs
 the exits in order and stops at the first whose confidence reaches ``tau``.
 
 Voice activity detection (nsl_ser.runtime.vad, energy based) finds the file's speech

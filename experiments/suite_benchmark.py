@@ -41,7 +41,8 @@ def one_run(k: int) -> dict:
                      capture_output=True, text=True)
   wall = time.time() - t0
   shutil.rmtree(clone, ignore_errors=True)
-  found = re.findall(r"=+ (.*(?:passed|failed|error).*) in ([0-9.]+)s", r.stdout)
+  found = re.findall(r"^=* ?([0-9]+ (?:passed|failed|error).*?) in ([0-9.]+)s",
+                     r.stdout, re.M)
   line, pytest_s = (found[-1][0], float(found[-1][1])) if found else ("", None)
   return {"run": k, "commit": head, "returncode": r.returncode, "wall_s": wall,
           "pytest_s": pytest_s, "pytest": line,

@@ -129,7 +129,10 @@ def test_interrupted_run_keeps_what_it_finished(emodb_files, tmp_path):
   proc = subprocess.Popen(
       [sys.executable, "-m", "nsl_ser.cli", "predict", f"--output={out}",
        *emodb_files[:300]], cwd=ROOT, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True)
+      stderr=subprocess.PIPE, text=True,
+      # a shell's background jobs inherit SIGINT ignored (and Python keeps
+      # it so): give the child the default, as a terminal would
+      preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
   assert proc.stdout.readline().startswith("file")
   first = proc.stdout.readline()
   assert first.startswith(emodb_files[0])

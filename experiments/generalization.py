@@ -107,6 +107,12 @@ BASELINES_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                               "results", "baselines.json")
 
 
+def results_dir() -> str:
+  """Where the result files go (--results_dir, else experiments/results)."""
+  return F.results_dir or os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results")
+
+
 def fused_suffix(head: Optional[str] = None) -> str:
   """The tag of rows fused with ``head`` (default: ``--head``)."""
   return "+" + (head or F.head)
@@ -685,8 +691,7 @@ def summarize(rows: List[dict], wall: float) -> None:
                           [[f"{b['lo']:.1f}–{b['hi']:.1f}", f"{b['count']:.1f}",
                             b["confidence"], b["accuracy"]] for b in rel
                            if b["count"] > 0])]
-  out_dir = F.results_dir or os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "results")
+  out_dir = results_dir()
   if rel:
     _plot(rel, scaled, os.path.join(out_dir, "generalization_reliability.png"))
 
@@ -820,8 +825,7 @@ def summarize_ablation(rows: List[dict]) -> None:
            "test indep.", "test calib."], table) + "\n")
   print(write_results("head_ablation", summary, {"rows": rows, "heads": heads,
                                                  "chosen": chosen}, md,
-                      out_dir=F.results_dir or os.path.join(
-                          os.path.dirname(BASELINES_JSON))))
+                      out_dir=results_dir()))
 
 
 def main(argv):

@@ -200,6 +200,20 @@ def compile_library(c_files, out_path: str, what: str) -> str:
   return out_path
 
 
+def set_c_calibration(fn, scale: Optional[np.ndarray],
+                      shift: Optional[np.ndarray]):
+  """Calls a C ``set_calibration(scale, shift)`` (NULL, NULL: none) and
+  returns the float32 arrays it now points at, which the caller keeps
+  alive (None when reset)."""
+  if scale is None:
+    fn(None, None)
+    return None
+  kept = (np.ascontiguousarray(scale, np.float32),
+          np.ascontiguousarray(shift, np.float32))
+  fn(*(float_ptr(a) for a in kept))
+  return kept
+
+
 def float_ptr(x: np.ndarray):
   """A ctypes float* to a C-contiguous float32 array."""
   return x.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
@@ -248,12 +262,7 @@ class CFrontEnd:
 
   def set_calibration(self, scale: Optional[np.ndarray],
                       shift: Optional[np.ndarray]) -> None:
-    if scale is None:
-      self.lib.nsl_fe_set_calibration(None, None)
-      return
-    self._cal = (np.ascontiguousarray(scale, np.float32),
-                 np.ascontiguousarray(shift, np.float32))
-    self.lib.nsl_fe_set_calibration(*(float_ptr(a) for a in self._cal))
+    self._cal = set_c_calibration(self.lib.nsl_fe_set_calibration, scale, shift)
 
   def features(self, audio: np.ndarray) -> np.ndarray:
     """[clip_samples] float audio (already fixed to the window) ->

@@ -24,7 +24,8 @@ import numpy as np
 from nsl_ser import functionals
 from nsl_ser.features import FrontEndConfig
 from nsl_ser.export.micro_front_end import (c_float, c_floats, c_template,
-                                            compile_library, float_ptr)
+                                            compile_library, float_ptr,
+                                            set_c_calibration)
 
 SOURCES = ("functionals.h", "functionals.c", "functionals_tables.c")
 
@@ -107,12 +108,7 @@ class CFunctionals:
 
   def set_calibration(self, scale: Optional[np.ndarray],
                       shift: Optional[np.ndarray]) -> None:
-    if scale is None:
-      self.lib.nsl_fx_set_calibration(None, None)
-      return
-    self._cal = (np.ascontiguousarray(scale, np.float32),
-                 np.ascontiguousarray(shift, np.float32))
-    self.lib.nsl_fx_set_calibration(*(float_ptr(a) for a in self._cal))
+    self._cal = set_c_calibration(self.lib.nsl_fx_set_calibration, scale, shift)
 
   def probs(self, x: np.ndarray) -> np.ndarray:
     x = np.ascontiguousarray(x, np.float32)

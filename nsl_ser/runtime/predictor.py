@@ -422,8 +422,9 @@ def predict_blocks(p: Predictor, blocks: Iterable[np.ndarray], n: int,
     return next((i for i, u in enumerate(utts) if frame < u[2]), len(utts) - 1)
 
   for block in _and_end(blocks):
-    if block is not None:
-      buf = np.concatenate([buf, np.asarray(block, np.float32)])
+    if block is not None:  # (a whole file in one block is not copied)
+      block = np.asarray(block, np.float32)
+      buf = np.concatenate([buf, block]) if len(buf) else block
       got += len(block)
     done = block is None or got >= n
     while len(heads) < len(utts) and (done or got >= utts[len(heads)][1]):

@@ -79,11 +79,9 @@ class FrameEnergy:
     self.frame, self.hop, _ = _frame_geometry(0, sr, cfg)
     self._carry = np.zeros(0, np.float64)  # samples of frames not yet done
     self._levels: List[np.ndarray] = []
-    self.samples = 0
 
   def push(self, samples: np.ndarray) -> None:
     x = np.concatenate([self._carry, np.asarray(samples, np.float64).reshape(-1)])
-    self.samples += len(x) - len(self._carry)
     count = 0 if len(x) < self.frame else 1 + (len(x) - self.frame) // self.hop
     if count:
       w = np.lib.stride_tricks.sliding_window_view(x, self.frame)[::self.hop][:count]

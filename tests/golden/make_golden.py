@@ -30,32 +30,61 @@ def clip_paths():
   return [os.path.join(HERE, f"{emotion}.wav") for _, emotion, _ in CLIPS]
 
 
-def expected(paths):
-  """{name: array} the fixture holds, computed now."""
+def numpy_front_end(p, paths):
+  """{log_mel_i}: the numpy front end of each clip fixed to the window."""
+  from nsl_ser import audio
+  from nsl_ser.front_end import clip_log_mel
+  return {f"log_mel_{i}": clip_log_mel(audio.load_audio(path, p.front_end.sample_rate),
+                                       p.front_end)
+          for i, path in enumerate(paths)}
+
+
+def c_front_end(p, paths, library):
+  """{c_features_i}: the C front end (``library``, built from the default
+  model's micro/front_end) of each clip fixed to the window."""
   from nsl_ser import audio
   from nsl_ser.export import micro_front_end
-  from nsl_ser.front_end import clip_log_mel, fix_length
+  from nsl_ser.front_end import fix_length
+  c = micro_front_end.CFrontEnd(library, p.front_end)
+  return {f"c_features_{i}": c.features(fix_length(
+      audio.load_audio(path, p.front_end.sample_rate), p.front_end.clip_samples))
+          for i, path in enumerate(paths)}
+
+
+def runtime_outputs(p, paths):
+  """{head_i, exits_i}: the functionals head and every exit (fused,
+  temperature-scaled) of each clip, through the runtime."""
+  from nsl_ser import audio
+  from nsl_ser.front_end import fix_length
+  out = {}
+  for i, path in enumerate(paths):
+    x = audio.load_audio(path, p.front_end.sample_rate)
+    window = fix_length(x, p.front_end.clip_samples)
+    p.begin_file(x)
+    p.head_probs = p.head_at(0.0)
+    out[f"head_{i}"] = p.head_probs
+    p.start(window)
+    out[f"exits_{i}"] = np.stack([p.exit_probs(e, window) for e in p.exits])
+    p.head_probs = None
+  return out
+
+
+def build_c_front_end(out_path):
+  """The default model's C front end as a shared library at ``out_path``."""
+  from nsl_ser.export import micro_front_end
+  from nsl_ser.runtime import predictor
+  return micro_front_end.build_library(os.path.join(
+      os.path.dirname(predictor.DEFAULT_MODEL), "micro", "front_end"), out_path)
+
+
+def expected(paths):
+  """{name: array} the fixture holds, computed now."""
   from nsl_ser.runtime import predictor
   p = predictor.load_predictor(predictor.DEFAULT_MODEL)
-  fe = p.front_end
   with tempfile.TemporaryDirectory() as d:
-    lib = micro_front_end.build_library(
-        os.path.join(os.path.dirname(predictor.DEFAULT_MODEL), "micro", "front_end"),
-        os.path.join(d, "fe.so"))
-    c = micro_front_end.CFrontEnd(lib, fe)
-    out = {}
-    for i, path in enumerate(paths):
-      x = audio.load_audio(path, fe.sample_rate)
-      window = fix_length(x, fe.clip_samples)
-      out[f"log_mel_{i}"] = clip_log_mel(x, fe)
-      out[f"c_features_{i}"] = c.features(window)
-      p.begin_file(x)
-      p.head_probs = p.head_at(0.0)
-      out[f"head_{i}"] = p.head_probs
-      p.start(window)
-      out[f"exits_{i}"] = np.stack([p.exit_probs(e, window) for e in p.exits])
-      p.head_probs = None
-  return out
+    lib = build_c_front_end(os.path.join(d, "fe.so"))
+    return {**numpy_front_end(p, paths), **c_front_end(p, paths, lib),
+            **runtime_outputs(p, paths)}
 
 
 def main():
